@@ -1,0 +1,57 @@
+"""Where an installation keeps its state.
+
+One variable, ``SEGMENT_ACCOUNTS_DATA``, moves everything (spool, connection registry, warehouse, dlt state), so
+an installation can be backed up or relocated as one folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+"""The repository root: it holds dbt_project.yml and profiles.yml."""
+
+RAW_DATASET = "segment_raw"
+"""Schema (dlt dataset) of the raw tables that dbt reads as sources."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file and folder of one installation, derived from its data folder."""
+
+    data: Path
+
+    @property
+    def spool(self) -> Path:
+        return self.data / "spool"
+
+    @property
+    def connections(self) -> Path:
+        return self.data / "connections.json"
+
+    @property
+    def connection_secrets(self) -> Path:
+        return self.data / "connections.secret.json"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data / "warehouse.duckdb"
+
+    @property
+    def dlt_dir(self) -> Path:
+        return self.data / "dlt"
+
+    @property
+    def run_lock(self) -> Path:
+        return self.data / "run.lock"
+
+
+def data_dir() -> Path:
+    """The data folder: ``$SEGMENT_ACCOUNTS_DATA`` or ``./data``, made absolute so child processes agree."""
+    return Path(os.environ.get("SEGMENT_ACCOUNTS_DATA") or "data").resolve()
+
+
+def paths() -> Paths:
+    return Paths(data_dir())
