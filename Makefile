@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test venv lint bench clean postgres-binaries
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# The Postgres suite starts its own throwaway server from the OS's binaries; install them when they are missing.
+postgres-binaries:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ echo "installing PostgreSQL server binaries (Debian package postgresql)"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
 demo: venv
 	SEGMENT_ACCOUNTS_DATA=$${SEGMENT_ACCOUNTS_DATA:-$(CURDIR)/data/demo} $(BIN)/segment-accounts demo
 
@@ -25,7 +31,7 @@ lint: venv
 	$(BIN)/ruff check pipelines tests bench
 	$(BIN)/ruff format --check pipelines tests bench
 
-test: venv lint
+test: venv lint postgres-binaries
 	$(BIN)/pytest
 
 bench: venv

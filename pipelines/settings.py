@@ -55,3 +55,13 @@ def data_dir() -> Path:
 
 def paths() -> Paths:
     return Paths(data_dir())
+
+
+def configure_tools() -> None:
+    """Environment every child tool must see: no telemetry (no network), dlt reads this project's ``.dlt/``.
+
+    Set with ``setdefault`` so an operator's explicit setting wins.
+    """
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DLT_PROJECT_DIR", str(PROJECT_DIR))

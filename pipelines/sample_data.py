@@ -1,0 +1,142 @@
+"""Realistic Segment traffic for the demo, the tests and the benchmarks, from a seed (same seed, same events).
+
+The mix follows what TOOLCHAIN.md measured with (48% track, 30% page, 10% identify, 6% screen, 5% group,
+1% alias, 0.5% re-sent duplicates) and it exercises every resolution rule: companies that send group calls,
+users known only by a work email, free-mail users who must stay without an account, anonymous visitors who
+later sign up, and alias chains.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+COMPANIES = [
+    ("acme", "Acme Corp", "acme.com"),
+    ("globex", "Globex", "globex.io"),
+    ("initech", "Initech", "initech.com"),
+    ("umbrella", "Umbrella", "umbrella.co"),
+    ("hooli", "Hooli", "hooli.xyz"),
+    ("stark", "Stark Industries", "stark.dev"),
+    ("wayne", "Wayne Enterprises", "wayne.example"),
+    ("tyrell", "Tyrell", "tyrell.ai"),
+]
+FREE_MAIL = ["gmail.com", "yahoo.com", "outlook.com", "proton.me"]
+PAGES = ["/", "/pricing", "/docs", "/blog", "/signup", "/dashboard", "/settings", "/billing"]
+ACTIONS = ["Signed Up", "Project Created", "Invite Sent", "Report Viewed", "Export Downloaded", "Plan Upgraded"]
+SCREENS = ["Home", "Projects", "Profile", "Notifications"]
+
+
+@dataclass
+class _Person:
+    user_id: str
+    anonymous_id: str
+    email: str
+    company: tuple[str, str, str] | None  # None: a free-mail user
+    sends_group: bool
+
+
+class TrafficGenerator:
+    """Yields Segment events (dicts) whose ``messageId``, ids and times are deterministic for a seed."""
+
+    def __init__(self, seed: int = 7, people: int | None = None, start: datetime | None = None) -> None:
+        self.random = random.Random(seed)
+        self.start = start or datetime(2026, 11, 1, tzinfo=UTC)
+        self.people_count = people
+        self._people: list[_Person] = []
+        self._sent: list[dict[str, Any]] = []
+
+    def _person(self, index: int) -> _Person:
+        rnd = self.random
+        company = rnd.choice(COMPANIES) if rnd.random() < 0.75 else None
+        domain = company[2] if company else rnd.choice(FREE_MAIL)
+        return _Person(
+            user_id=f"user-{index:07d}",
+            anonymous_id=str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+            email=f"person{index}@{domain}",
+            company=company,
+            sends_group=company is not None and rnd.random() < 0.6,
+        )
+
+    def _message_id(self) -> str:
+        return str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+
+    def _time(self, offset_seconds: float) -> str:
+        moment = self.start + timedelta(seconds=offset_seconds)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    def events(self, count: int) -> Iterator[dict[str, Any]]:
+        rnd = self.random
+        people = self.people_count or max(10, count // 40)
+        self._people = [self._person(i) for i in range(people)]
+        span = 30 * 24 * 3600
+        for n in range(count):
+            if self._sent and rnd.random() < 0.005:
+                yield rnd.choice(self._sent)  # Segment is at-least-once: a re-sent copy, same messageId
+                continue
+            person = self._people[rnd.randrange(people)]
+            at = span * n / count
+            event = self._event(person, rnd.random(), at)
+            if len(self._sent) < 1000:
+                self._sent.append(event)
+            yield event
+
+    def _event(self, person: _Person, roll: float, at: float) -> dict[str, Any]:
+        rnd = self.random
+        base: dict[str, Any] = {
+            "messageId": self._message_id(),
+            "timestamp": self._time(at),
+            "sentAt": self._time(at + 1),
+            "receivedAt": self._time(at + 1.2),
+            "context": {"library": {"name": "analytics.js", "version": "5.2.0"}, "ip": "203.0.113.7"},
+        }
+        known = rnd.random() < 0.85
+        if known:
+            base["userId"] = person.user_id
+        base["anonymousId"] = person.anonymous_id
+        if roll < 0.48:
+            event = {"type": "track", "event": rnd.choice(ACTIONS), "properties": {"plan": "pro", "seats": 3}}
+            if person.sends_group and person.company and rnd.random() < 0.3:
+                base["context"] = {**base["context"], "groupId": person.company[0]}
+        elif roll < 0.78:
+            path = rnd.choice(PAGES)
+            event = {"type": "page", "name": path.strip("/") or "home", "properties": {"path": path}}
+        elif roll < 0.88:
+            traits: dict[str, Any] = {"email": person.email, "name": f"Person {person.user_id[-4:]}"}
+            if person.company:
+                traits["company"] = {"id": person.company[0], "name": person.company[1]}
+            event = {"type": "identify", "traits": traits}
+            base["userId"] = person.user_id
+        elif roll < 0.94:
+            event = {"type": "screen", "name": rnd.choice(SCREENS), "properties": {}}
+        elif roll < 0.99:
+            if person.sends_group and person.company:
+                group_id, name, domain = person.company
+                event = {"type": "group", "groupId": group_id, "traits": {"name": name, "website": domain}}
+            else:
+                event = {"type": "track", "event": "Settings Changed", "properties": {}}
+            base["userId"] = person.user_id
+        else:
+            # A sign-up alias: the anonymous id (or an older id) now points at the user id.
+            event = {"type": "alias", "previousId": person.anonymous_id, "userId": person.user_id}
+            base.pop("anonymousId", None)
+        return {**event, **base}
+
+
+def write_ndjson(path: Path, count: int, seed: int = 7, compress: bool | None = None) -> int:
+    """Write ``count`` events as NDJSON (gzip when the name ends in .gz); returns bytes written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compress = path.suffix == ".gz" if compress is None else compress
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as out:  # type: ignore[operator]
+        for event in TrafficGenerator(seed).events(count):
+            out.write(orjson.dumps(event) + b"\n")
+    return path.stat().st_size

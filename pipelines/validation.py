@@ -1,0 +1,67 @@
+"""Per-event validation: the one place SPEC section 3's quarantine reasons are decided.
+
+Both ways in (the HTTP receiver and ``ingest``) call :func:`event_problem` on every event, so an event is
+accepted or quarantined for the same reason whichever way it arrived. The checks are deliberately shallow: they
+refuse what no model could ever use (no identity, no type), and leave meaning (junk ids, time parsing) to dbt,
+where it can be changed and re-run over history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+MESSAGE_TYPES = frozenset({"track", "page", "screen", "identify", "group", "alias"})
+MAX_MESSAGE_ID_CHARS = 100
+MAX_EVENT_BYTES = 32 * 1024
+
+
+def field(event: Mapping[str, Any], camel: str, snake: str) -> Any:
+    """A key in either spelling: Segment's libraries send camelCase, some server libraries snake_case."""
+    value = event.get(camel)
+    return event.get(snake) if value is None else value
+
+
+def _present(value: Any) -> bool:
+    """An identifier is present when it is a non-blank string or a number (Segment accepts numeric ids)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return isinstance(value, str) and value.strip() != ""
+
+
+def event_problem(event: Any) -> str | None:
+    """The reason this event must be quarantined, or None when it is acceptable."""
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    message_type = event.get("type")
+    if message_type not in MESSAGE_TYPES:
+        return f"invalid type: {str(message_type)[:40]!r}" if message_type is not None else "missing type"
+    if not (_present(field(event, "userId", "user_id")) or _present(field(event, "anonymousId", "anonymous_id"))):
+        return "missing userId and anonymousId"
+    if message_type == "track" and not _present(event.get("event")):
+        return "track without event"
+    if message_type == "alias" and not _present(field(event, "previousId", "previous_id")):
+        return "alias without previousId"
+    if message_type == "group" and not _present(field(event, "groupId", "group_id")):
+        return "group without groupId"
+    message_id = field(event, "messageId", "message_id")
+    if message_id is not None:
+        if not isinstance(message_id, str | int) or isinstance(message_id, bool):
+            return "messageId is not a string"
+        if len(str(message_id)) > MAX_MESSAGE_ID_CHARS:
+            return f"messageId over {MAX_MESSAGE_ID_CHARS} characters"
+    return None
+
+
+def message_id_of(event: Mapping[str, Any], raw: bytes) -> str:
+    """The event's messageId, or one derived from its bytes when it has none.
+
+    Deriving it from the content (not a random uuid) makes a re-ingested archive deduplicate against itself.
+    """
+    message_id = field(event, "messageId", "message_id")
+    if message_id is not None and str(message_id).strip():
+        return str(message_id)
+    return "content-" + hashlib.sha256(raw).hexdigest()[:40]
