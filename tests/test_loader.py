@@ -130,7 +130,6 @@ def test_raw_columns_do_not_change_with_new_traits(paths: Paths, run_cli: RunCli
         "received_at",
         "payload",
         "_dlt_load_id",
-        "_dlt_id",
     }
     tables = {
         r[0]

@@ -41,15 +41,23 @@ def _texts(payloads: list[bytes]) -> pa.Array:
 
 def split_batch(records: Sequence[Record]) -> tuple[pa.Table, pa.Table]:
     """One spool batch as (raw events, rejected events) tables with the raw layer's fixed schemas."""
-    events = [r for r in records if r.kind == "event"]
-    rejected = [r for r in records if r.kind != "event"]
+    if all(r.kind == "event" for r in records):  # the usual case: transpose the tuples in C, no filtering
+        events: Sequence[Record] = records
+        rejected: Sequence[Record] = ()
+    else:
+        events = [r for r in records if r.kind == "event"]
+        rejected = [r for r in records if r.kind != "event"]
+    if events:
+        _kinds, connection_ids, received, payloads, message_ids, _reasons = zip(*events, strict=True)
+    else:
+        connection_ids = received = payloads = message_ids = ()
     return (
         pa.Table.from_arrays(
             [
-                pa.array([r.connection_id for r in events], type=pa.string()),
-                pa.array([r.message_id for r in events], type=pa.string()),
-                _timestamps([r.received_at_us for r in events]),
-                _texts([r.payload for r in events]),
+                pa.array(connection_ids, type=pa.string()),
+                pa.array(message_ids, type=pa.string()),
+                _timestamps(list(received)),
+                _texts(list(payloads)),
             ],
             schema=RAW_EVENTS_SCHEMA,
         ),
