@@ -1,39 +1,143 @@
-"""``segment-accounts demo``: the whole product on generated traffic, end to end, in one command."""
+"""``segment-accounts demo``: the whole product on generated traffic, end to end, in one command.
+
+The events go in the way production traffic does: over HTTP to a real ``serve`` process on loopback, as signed
+Webhooks-destination posts (single events and arrays) and as Tracking API batches authenticated by write key.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
+import orjson
 
-from pipelines.connections import Connection, ConnectionConfigError, Registry
+from pipelines.connections import ConnectionConfigError, Credentials, Registry
 from pipelines.jobs import EXIT_OK, run_job
-from pipelines.sample_data import write_ndjson
+from pipelines.sample_data import TrafficGenerator
 from pipelines.settings import Paths
 
 DEMO_CONNECTION = "demo-web"
+WEBHOOK_ARRAY_SIZE = 20
+TRACKING_BATCH_SIZE = 100
 
 
-def demo_connection(paths: Paths) -> Connection:
-    """The demo's connection: group calls first, the work email's domain as fallback."""
+def demo_credentials(paths: Paths) -> tuple[str, Credentials]:
+    """The demo's connection (group calls first, work-email domain as fallback) and fresh credentials for it.
+
+    Secrets are shown only once, so a second demo run rotates them with no grace period.
+    """
     registry = Registry(paths.data)
     try:
-        return registry.get(DEMO_CONNECTION)
+        connection = registry.get(DEMO_CONNECTION)
+        credentials = registry.rotate(connection.connection_id, grace=timedelta(0), write_key=True)
     except ConnectionConfigError:
-        connection, _credentials = registry.add(DEMO_CONNECTION, account_mapping="group")
-        return connection
+        connection, credentials = registry.add(DEMO_CONNECTION, account_mapping="group")
+    return connection.connection_id, credentials
 
 
-def send_events(paths: Paths, connection: Connection, events: int) -> None:
-    """Spool generated events the way a backfill would."""
-    from pipelines.ingest import ingest
-    from pipelines.spool import SpoolWriter
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    source = paths.data / "demo-events.ndjson.gz"
-    write_ndjson(source, events)
-    with SpoolWriter(paths.spool) as writer:
-        summary = ingest([source], connection.connection_id, writer)
-    click.echo(f"demo: {summary.line()}")
+
+def _wait_healthy(port: int, server: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise click.ClickException(f"the receiver exited with code {server.returncode} before it was ready")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise click.ClickException("the receiver did not become healthy within 30 s")
+
+
+def _chunks(events: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for event in events:
+        chunk.append(event)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class DemoSender:
+    """Posts events the three ways Segment can: one signed event, a signed array, a Tracking API batch."""
+
+    def __init__(self, port: int, connection_id: str, credentials: Credentials) -> None:
+        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.webhook_path = f"/webhooks/{connection_id}"
+        self.secret = credentials.webhook_secret.encode()
+        self.basic = "Basic " + base64.b64encode(f"{credentials.write_key}:".encode()).decode()
+        self.requests = 0
+
+    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+        self.http.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
+        response = self.http.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise click.ClickException(f"receiver answered {response.status} to {path}: {answer[:200]!r}")
+        self.requests += 1
+
+    def webhook(self, payload: Any) -> None:
+        body = orjson.dumps(payload)
+        signature = hmac.new(self.secret, body, hashlib.sha1).hexdigest()
+        self._post(self.webhook_path, body, {"X-Signature": signature})
+
+    def tracking_batch(self, events: list[dict[str, Any]]) -> None:
+        self._post("/v1/batch", orjson.dumps({"batch": events}), {"Authorization": self.basic})
+
+
+def send_over_http(paths: Paths, events: int) -> None:
+    connection_id, credentials = demo_credentials(paths)
+    port = _free_port()
+    env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(paths.data))
+    command = [str(Path(sys.executable).with_name("segment-accounts")), "serve", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_healthy(port, server)
+        sender = DemoSender(port, connection_id, credentials)
+        started = time.perf_counter()
+        with click.progressbar(length=events, label="sending over HTTP", file=sys.stderr) as bar:
+            for n, chunk in enumerate(_chunks(TrafficGenerator(seed=7).events(events), WEBHOOK_ARRAY_SIZE)):
+                if n % 10 == 0:
+                    for event in chunk:  # some sources post one event per request
+                        sender.webhook(event)
+                elif n % 3 == 0:
+                    sender.tracking_batch(chunk)
+                else:
+                    sender.webhook(chunk)
+                bar.update(len(chunk))
+        elapsed = time.perf_counter() - started
+        click.echo(
+            f"demo: sent {events} events in {sender.requests} signed/authenticated requests "
+            f"to 127.0.0.1:{port} in {elapsed:.1f}s, every one answered 200 after fsync"
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)  # graceful: in-flight requests finish, the spool segment is sealed
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def show_results(warehouse: Path) -> None:
@@ -65,8 +169,7 @@ def show_results(warehouse: Path) -> None:
 
 
 def run_demo(paths: Paths, events: int) -> int:
-    connection = demo_connection(paths)
-    send_events(paths, connection, events)
+    send_over_http(paths, events)
     code = run_job(paths, quiet=True)
     if code == EXIT_OK:
         show_results(paths.warehouse)
