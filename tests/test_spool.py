@@ -303,7 +303,9 @@ def drain_names(d: Path, segs: list[Path]) -> list[Record]:
     """The first record of each given segment, read straight from the file."""
     out: list[Record] = []
     for seg in segs:
-        spool._parse(seg.read_bytes(), spool.HEADER, out, 1, {})
+        columns = spool.Columns()
+        spool._parse(seg.read_bytes(), spool.HEADER, columns, 1, {})
+        out += columns.records()
     return out
 
 

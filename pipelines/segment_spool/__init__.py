@@ -43,15 +43,15 @@ def segment_spool(
 def spool_records(reader: SpoolReader, tracker: CursorTracker, batch_size: int) -> Iterator[Any]:
     """Spool batches as Arrow tables, events to ``raw_events`` and quarantined ones to ``rejected_events``."""
     wrote_events = wrote_rejected = False
-    for batch in reader.batches(max_records=batch_size):
-        events, rejected = split_batch(batch.records)
+    for batch in reader.column_batches(max_records=batch_size):
+        events, rejected = split_batch(batch.columns)
         if events.num_rows:
             wrote_events = True
             yield events
         if rejected.num_rows:
             wrote_rejected = True
             yield dlt.mark.with_table_name(rejected, REJECTED_EVENTS_TABLE)
-        tracker.advance(batch.cursor, len(batch.records))
+        tracker.advance(batch.cursor, len(batch.columns))
     # Declare any table this run did not write, so dbt's sources exist from the very first run.
     empty_events, empty_rejected = empty_tables()
     if not wrote_events:

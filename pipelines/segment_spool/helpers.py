@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.segment_spool.settings import RAW_EVENTS_SCHEMA, REJECTED_EVENTS_SCHEMA
-from pipelines.spool import Record
+from pipelines.spool import EVENT_KIND, Columns
 
 
 @dataclass
@@ -26,54 +27,55 @@ class CursorTracker:
         self.batches += 1
 
 
-def _timestamps(values: list[int]) -> pa.Array:
+def _timestamps(values: Sequence[int]) -> pa.Array:
     return pa.array(values, type=pa.int64()).cast(RAW_EVENTS_SCHEMA.field("received_at").type)
 
 
-def _texts(payloads: list[bytes]) -> pa.Array:
-    """Payload bytes as an Arrow string column without a Python str per record when they are valid UTF-8."""
-    binary = pa.array(payloads, type=pa.binary())
+def _texts(values: Sequence[bytes | None]) -> pa.Array:
+    """UTF-8 bytes as an Arrow string column, validated in C; invalid bytes are kept with replacement characters."""
+    binary = pa.array(values, type=pa.binary())
     try:
-        return binary.cast(pa.string())  # validates UTF-8 in C
+        return binary.cast(pa.string())
     except pa.ArrowInvalid:
-        return pa.array([p.decode("utf-8", errors="replace") for p in payloads], type=pa.string())
+        return pa.array([None if v is None else v.decode("utf-8", errors="replace") for v in values], type=pa.string())
 
 
-def split_batch(records: Sequence[Record]) -> tuple[pa.Table, pa.Table]:
+def split_batch(columns: Columns) -> tuple[pa.Table, pa.Table]:
     """One spool batch as (raw events, rejected events) tables with the raw layer's fixed schemas."""
-    if all(r.kind == "event" for r in records):  # the usual case: transpose the tuples in C, no filtering
-        events: Sequence[Record] = records
-        rejected: Sequence[Record] = ()
-    else:
-        events = [r for r in records if r.kind == "event"]
-        rejected = [r for r in records if r.kind != "event"]
-    if events:
-        _kinds, connection_ids, received, payloads, message_ids, _reasons = zip(*events, strict=True)
-    else:
-        connection_ids = received = payloads = message_ids = ()
-    return (
-        pa.Table.from_arrays(
-            [
-                pa.array(connection_ids, type=pa.string()),
-                pa.array(message_ids, type=pa.string()),
-                _timestamps(list(received)),
-                _texts(list(payloads)),
-            ],
-            schema=RAW_EVENTS_SCHEMA,
-        ),
-        rejected_table(rejected),
-    )
-
-
-def rejected_table(records: Sequence[Record]) -> pa.Table:
-    return pa.Table.from_arrays(
+    if not any(columns.kinds):  # kind 0 is "event": the usual all-events batch needs no filtering
+        return _events_table(columns.connection_ids, columns.received_at_us, columns.message_ids, columns.payloads), (
+            REJECTED_EVENTS_SCHEMA.empty_table()
+        )
+    mask = pa.array([kind == EVENT_KIND for kind in columns.kinds], type=pa.bool_())
+    events = _events_table(
+        columns.connection_ids, columns.received_at_us, columns.message_ids, columns.payloads
+    ).filter(mask)
+    rejected = pa.Table.from_arrays(
         [
-            pa.array([r.connection_id for r in records], type=pa.string()),
-            _timestamps([r.received_at_us for r in records]),
-            pa.array([r.reason or "" for r in records], type=pa.string()),
-            _texts([r.payload for r in records]),
+            pa.array(columns.connection_ids, type=pa.string()),
+            _timestamps(columns.received_at_us),
+            _texts([r or b"" for r in columns.reasons]),
+            _texts(columns.payloads),
         ],
         schema=REJECTED_EVENTS_SCHEMA,
+    ).filter(pc.invert(mask))
+    return events, rejected
+
+
+def _events_table(
+    connection_ids: Sequence[str],
+    received_at_us: Sequence[int],
+    message_ids: Sequence[bytes | None],
+    payloads: Sequence[bytes],
+) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            pa.array(connection_ids, type=pa.string()),
+            _texts(message_ids),
+            _timestamps(received_at_us),
+            _texts(payloads),
+        ],
+        schema=RAW_EVENTS_SCHEMA,
     )
 
 
