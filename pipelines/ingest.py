@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pipelines.payloads import NotJSON, parse, split_array
+from pipelines.payloads import NotJSON, loads, split_array
 from pipelines.spool import Record, SpoolWriter
 from pipelines.validation import MAX_EVENT_BYTES, event_problem, message_id_of
 
@@ -66,7 +66,7 @@ class EventFile:
             if not line:
                 continue
             try:
-                value = parse(line)
+                value = loads(line)
             except NotJSON:
                 yield line, None, "not JSON"
                 continue

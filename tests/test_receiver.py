@@ -25,10 +25,10 @@ import pytest
 
 from pipelines import connections as connections_module
 from pipelines.connections import Registry
+from pipelines.payloads import dumps, loads
 from pipelines.receiver import auth, tracking
 from pipelines.receiver.app import ReceiverApp
 from pipelines.receiver.body import MAX_BODY_BYTES
-from pipelines.receiver.codec import dumps, loads
 from pipelines.spool import Record, SpoolError, SpoolReader, SpoolWriter
 
 pytestmark = pytest.mark.timeout(30)
@@ -663,7 +663,7 @@ def test_big_integers_survive_exactly(env: Env) -> None:
 
 
 def test_codec_refuses_non_json_constants() -> None:
-    from pipelines.receiver.codec import NotJSON
+    from pipelines.payloads import NotJSON
 
     for text in (b"NaN", b'{"a": Infinity}', b"1e400", b"\xff", b"[" * 100_000):
         with pytest.raises(NotJSON):

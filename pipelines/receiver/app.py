@@ -19,12 +19,10 @@ import orjson
 
 from pipelines import settings
 from pipelines.connections import Connection, Registry
-from pipelines.payloads import NotJSON as NotJSONArray
-from pipelines.payloads import split_array
+from pipelines.payloads import NotJSON, dumps, loads, split_array
 from pipelines.receiver import auth
 from pipelines.receiver.accesslog import AccessLog
 from pipelines.receiver.body import ClientGone, gunzip, read_body
-from pipelines.receiver.codec import NotJSON, dumps, loads
 from pipelines.receiver.committer import Committer, Writer
 from pipelines.receiver.errors import HttpError, too_large, unauthorized
 from pipelines.receiver.intake import event_record, rejected_request
@@ -307,7 +305,7 @@ def _webhook_records(connection_id: str, received_at_us: int, body: bytes) -> li
         try:
             loads(body)  # strict first (no NaN, UTF-8 only); split_array then gives each element's exact bytes
             elements = list(split_array(body.decode("utf-8")))
-        except (NotJSON, NotJSONArray, UnicodeDecodeError, RecursionError) as error:
+        except (NotJSON, UnicodeDecodeError, RecursionError) as error:
             raise _bad_request(connection_id, body, f"not JSON: {error}") from None
         if len(elements) > MAX_BATCH_EVENTS:
             raise too_large(f"over {MAX_BATCH_EVENTS} events in one request")

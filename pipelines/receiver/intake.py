@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.receiver.codec import dumps
+from pipelines.payloads import dumps
 from pipelines.spool import Record
 from pipelines.validation import MAX_EVENT_BYTES, event_problem, message_id_of
 

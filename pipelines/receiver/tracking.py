@@ -16,7 +16,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipelines.receiver.codec import canonical
+from pipelines.payloads import canonical
 from pipelines.validation import field, message_id_of
 
 BATCH_PATHS = frozenset({"batch", "b"})
