@@ -40,9 +40,13 @@ def serve(host: str, port: int, workers: int) -> None:
 @main.command()
 def load() -> None:
     """Move everything new in the spool into the warehouse's raw tables."""
+    from pipelines.jobs import root_cause
     from pipelines.loader import load as run_load
 
-    click.echo(run_load(paths()).line())
+    try:
+        click.echo(run_load(paths()).line())
+    except Exception as error:  # the cursor did not move; the next load retries
+        raise click.ClickException(f"load failed: {root_cause(error)}") from None
 
 
 @main.command()

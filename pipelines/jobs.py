@@ -55,7 +55,7 @@ def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, qui
             try:
                 loaded = load(paths)
             except Exception as error:  # any loader failure: report it, leave the cursor where it was
-                print(f"run failed: load: {error}", file=sys.stderr)
+                print(f"run failed: load: {root_cause(error)}", file=sys.stderr)
                 return EXIT_FAILED
             code = build(paths, ["--full-refresh"] if full_refresh else [], quiet=quiet)
     except Busy as busy:
@@ -67,6 +67,17 @@ def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, qui
         return EXIT_FAILED
     print(f"run ok: {loaded.records} records loaded, dbt build passed, {elapsed:.1f}s")
     return EXIT_OK
+
+
+def root_cause(error: BaseException) -> str:
+    """One line for a log: the innermost cause (dlt wraps the real error in step failures), its first line."""
+    while True:
+        inner = getattr(error, "exception", None) or error.__cause__
+        if not isinstance(inner, BaseException) or inner is error:
+            break
+        error = inner
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
 
 
 def collect_status(paths: Paths) -> dict[str, Any]:

@@ -33,6 +33,9 @@ FREE_MAIL = ["gmail.com", "yahoo.com", "outlook.com", "proton.me"]
 PAGES = ["/", "/pricing", "/docs", "/blog", "/signup", "/dashboard", "/settings", "/billing"]
 ACTIONS = ["Signed Up", "Project Created", "Invite Sent", "Report Viewed", "Export Downloaded", "Plan Upgraded"]
 SCREENS = ["Home", "Projects", "Profile", "Notifications"]
+AUDIENCES = ["trial_users", "power_users", "churn_risk"]
+COMPUTED_TRAITS = ["total_projects", "last_plan", "favourite_pages"]
+ENGAGE_SPACE = "spa_demo0001"
 
 
 @dataclass
@@ -47,8 +50,12 @@ class _Person:
 class TrafficGenerator:
     """Yields Segment events (dicts) whose ``messageId``, ids and times are deterministic for a seed."""
 
-    def __init__(self, seed: int = 7, people: int | None = None, start: datetime | None = None) -> None:
+    def __init__(
+        self, seed: int = 7, people: int | None = None, start: datetime | None = None, engage: float = 0.0
+    ) -> None:
+        """``engage`` is the share of events that are Segment Engage audience or computed-trait calls."""
         self.random = random.Random(seed)
+        self.engage = engage
         self.start = start or datetime(2026, 11, 1, tzinfo=UTC)
         self.people_count = people
         self._people: list[_Person] = []
@@ -84,7 +91,10 @@ class TrafficGenerator:
                 continue
             person = self._people[rnd.randrange(people)]
             at = span * n / count
-            event = self._event(person, rnd.random(), at)
+            if self.engage and rnd.random() < self.engage:
+                event = self._engage_event(person, at)
+            else:
+                event = self._event(person, rnd.random(), at)
             if len(self._sent) < 1000:
                 self._sent.append(event)
             yield event
@@ -130,13 +140,47 @@ class TrafficGenerator:
             base.pop("anonymousId", None)
         return {**event, **base}
 
+    def _engage_event(self, person: _Person, at: float) -> dict[str, Any]:
+        """What Engage sends: an identify (traits) or a track (Audience Entered/Exited, Trait Computed) carrying
+        ``context.personas``. Values repeat on purpose: Engage sends one call per identifier of a profile."""
+        rnd = self.random
+        base: dict[str, Any] = {
+            "messageId": self._message_id(),
+            "timestamp": self._time(at),
+            "receivedAt": self._time(at + 0.5),
+            "userId": person.user_id,
+        }
+        if rnd.random() < 0.3:
+            base["anonymousId"] = person.anonymous_id
+        if rnd.random() < 0.6:
+            key = rnd.choice(AUDIENCES)
+            member = rnd.random() < 0.6
+            value: Any = member if rnd.random() < 0.8 else str(member).lower()  # booleans or "true"/"false"
+            personas = {"computation_class": "audience", "computation_id": f"aud_{key}", "computation_key": key}
+            if rnd.random() < 0.5:
+                event = {"type": "identify", "traits": {key: value}}
+            else:
+                name = "Audience Entered" if member else "Audience Exited"
+                event = {"type": "track", "event": name, "properties": {"audience_key": key, key: value}}
+        else:
+            key = rnd.choice(COMPUTED_TRAITS)
+            value = {
+                "total_projects": rnd.randrange(0, 5),
+                "last_plan": rnd.choice(["free", "pro", "enterprise"]),
+                "favourite_pages": rnd.sample(PAGES, 2),
+            }[key]
+            personas = {"computation_class": "trait", "computation_id": f"ct_{key}", "computation_key": key}
+            event = {"type": "identify", "traits": {key: value}}
+        personas.update({"namespace": ENGAGE_SPACE, "space_id": ENGAGE_SPACE})
+        return {**event, **base, "context": {"personas": personas}}
 
-def write_ndjson(path: Path, count: int, seed: int = 7, compress: bool | None = None) -> int:
+
+def write_ndjson(path: Path, count: int, seed: int = 7, compress: bool | None = None, engage: float = 0.0) -> int:
     """Write ``count`` events as NDJSON (gzip when the name ends in .gz); returns bytes written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     compress = path.suffix == ".gz" if compress is None else compress
     opener = gzip.open if compress else open
     with opener(path, "wb") as out:  # type: ignore[operator]
-        for event in TrafficGenerator(seed).events(count):
+        for event in TrafficGenerator(seed, engage=engage).events(count):
             out.write(orjson.dumps(event) + b"\n")
     return path.stat().st_size

@@ -1,0 +1,68 @@
+"""`segment-accounts run` on a schedule: never two at once, distinct exit codes, idempotent re-runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from pipelines.connections import Registry
+from pipelines.jobs import EXIT_BUSY, EXIT_OK, run_lock
+from pipelines.settings import Paths
+from tests.conftest import CLI, RunCli
+
+EVENT = '{"type":"track","userId":"u-1","messageId":"m-1","event":"Signed Up","timestamp":"2026-11-01T10:00:00Z"}'
+
+
+def test_second_run_exits_busy_with_a_clear_message(paths: Paths, run_cli: RunCli) -> None:
+    with run_lock(paths, wait=False):
+        result = run_cli("run", check=False)
+    assert result.returncode == EXIT_BUSY
+    assert "another run is in progress" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_with_wait_waits_for_the_lock(paths: Paths, data_dir: Path) -> None:
+    Registry(paths.data).add("web")
+    released = threading.Event()
+
+    def hold() -> None:
+        with run_lock(paths, wait=False):
+            released.wait(timeout=30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(data_dir))
+    waiter = subprocess.Popen(
+        [CLI, "run", "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(2.0)
+    assert waiter.poll() is None, "run --wait did not wait for the lock"
+    released.set()
+    holder.join()
+    out, err = waiter.communicate(timeout=300)
+    assert waiter.returncode == EXIT_OK, err
+    assert out.strip().splitlines()[-1].startswith("run ok:")
+
+
+def test_run_is_idempotent_and_reports_one_line(paths: Paths, run_cli: RunCli, tmp_path: Path) -> None:
+    Registry(paths.data).add("web")
+    source = tmp_path / "e.ndjson"
+    source.write_text(EVENT + "\n")
+    run_cli("ingest", str(source), "--connection", "web")
+    first = run_cli("run")
+    second = run_cli("run")
+    assert first.stdout.strip().splitlines()[-1].startswith("run ok: 1 records loaded")
+    assert second.stdout.strip().splitlines()[-1].startswith("run ok: 0 records loaded")
+
+
+def test_run_fails_with_exit_1_when_the_warehouse_is_unusable(paths: Paths, run_cli: RunCli) -> None:
+    Registry(paths.data).add("web")
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    paths.warehouse.write_bytes(b"this is not a duckdb file")
+    result = run_cli("run", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("run failed: load:")
