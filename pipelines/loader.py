@@ -58,6 +58,9 @@ def warehouse_destination(paths: Paths) -> Destination:
         return dlt.destinations.duckdb(str(paths.warehouse))
     if target == "postgres":
         return dlt.destinations.postgres(credentials=postgres_credentials())
+    if target == "spark":
+        # Spark (and any lake engine) reads the raw layer as Parquet files: <lake>/<dataset>/<table>/*.parquet.
+        return dlt.destinations.filesystem(bucket_url=paths.lake.as_uri())
     return Destination.from_reference(target)
 
 
@@ -80,7 +83,10 @@ def load(paths: Paths) -> LoadSummary:
     with SpoolReader(paths.spool) as reader:
         tracker = CursorTracker()
         connections = [c.public_dict() for c in Registry(paths.data).list()]
-        info = pipeline.run(segment_spool(reader=reader, tracker=tracker, connections=connections))
+        file_format = "parquet" if target_name() == "spark" else None
+        info = pipeline.run(
+            segment_spool(reader=reader, tracker=tracker, connections=connections), loader_file_format=file_format
+        )
         info.raise_on_failed_jobs()
         if tracker.cursor is not None:
             reader.commit(tracker.cursor)

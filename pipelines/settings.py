@@ -40,6 +40,11 @@ class Paths:
         return self.data / "warehouse.duckdb"
 
     @property
+    def lake(self) -> Path:
+        """Parquet files of the raw layer, for targets that read files (Spark)."""
+        return self.data / "lake"
+
+    @property
     def dlt_dir(self) -> Path:
         return self.data / "dlt"
 
