@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test venv lint bench clean postgres-binaries
+.PHONY: demo test test-spark venv lint bench clean postgres-binaries java
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,27 @@ postgres-binaries:
 demo: venv
 	SEGMENT_ACCOUNTS_DATA=$${SEGMENT_ACCOUNTS_DATA:-$(CURDIR)/data/demo} $(BIN)/segment-accounts demo
 
+# Spark has its own venv: pyspark is ~630 MB that `make demo` and `make test` users should not carry.
+SPARK_VENV := .venv-spark
+SPARK_STAMP := $(SPARK_VENV)/.installed
+
+$(SPARK_STAMP): requirements.lock requirements-spark.lock pyproject.toml
+	$(PYTHON) -m venv $(SPARK_VENV)
+	$(SPARK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-input \
+		-r requirements.lock -r requirements-spark.lock
+	$(SPARK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
+		--no-build-isolation -e .
+	touch $(SPARK_STAMP)
+
+java:
+	@command -v java >/dev/null 2>&1 || \
+		{ echo "installing a Java runtime for Spark (Debian package default-jre-headless)"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; }
+
+# dbt on Spark in local mode, raw events as the Parquet files dlt writes.
+test-spark: $(SPARK_STAMP) java
+	SPARK_LOCAL_IP=127.0.0.1 $(SPARK_VENV)/bin/pytest -m spark -p no:cacheprovider tests/test_spark.py
+
 lint: venv
 	$(BIN)/ruff check pipelines tests bench
 	$(BIN)/ruff format --check pipelines tests bench
@@ -38,4 +59,4 @@ bench: venv
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) target dbt_packages logs data
+	rm -rf $(VENV) $(SPARK_VENV) target dbt_packages logs data
