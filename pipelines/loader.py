@@ -22,6 +22,8 @@ from pipelines.settings import RAW_DATASET, Paths
 from pipelines.spool import SpoolReader
 
 PIPELINE_NAME = "segment_accounts"
+"""dlt keys its state and schema versions by pipeline name: loaders sharing one warehouse each need their own
+(``SEGMENT_ACCOUNTS_LOADER_NAME``)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def warehouse_destination(paths: Paths) -> Destination:
 def make_pipeline(paths: Paths) -> dlt.Pipeline:
     """The pipeline, its state kept in the data folder (not ~/.dlt) so one folder is one installation."""
     return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
+        pipeline_name=os.environ.get("SEGMENT_ACCOUNTS_LOADER_NAME", PIPELINE_NAME),
         destination=warehouse_destination(paths),
         dataset_name=os.environ.get("SEGMENT_ACCOUNTS_RAW_SCHEMA", RAW_DATASET),
         pipelines_dir=str(paths.dlt_dir),
