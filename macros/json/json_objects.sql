@@ -1,0 +1,75 @@
+{#- Casting raw text to the warehouse's JSON type, and taking JSON objects apart and back together. -#}
+
+{% macro parse_json(text) -%}
+    {{ return(adapter.dispatch('parse_json', 'segment_accounts')(text)) }}
+{%- endmacro %}
+
+{% macro default__parse_json(text) -%}
+    parse_json({{ text }})
+{%- endmacro %}
+
+{% macro duckdb__parse_json(text) -%}
+    cast({{ text }} as json)
+{%- endmacro %}
+
+{% macro postgres__parse_json(text) -%}
+    cast({{ text }} as jsonb)
+{%- endmacro %}
+
+
+{#-
+    A table function for a FROM clause: one row per top-level key of a JSON object, columns `key` and `value`
+    (value as JSON). Both warehouses treat a function call in FROM as lateral, so it may read the preceding table.
+-#}
+{% macro json_each(json) -%}
+    {{ return(adapter.dispatch('json_each', 'segment_accounts')(json)) }}
+{%- endmacro %}
+
+{% macro default__json_each(json) -%}
+    json_each({{ json }})
+{%- endmacro %}
+
+{% macro duckdb__json_each(json) -%}
+    json_each({{ json }})
+{%- endmacro %}
+
+{% macro postgres__json_each(json) -%}
+    jsonb_each(({{ json }})::jsonb)
+{%- endmacro %}
+
+
+{#- Aggregate key/value rows back into one JSON object. -#}
+{% macro json_object_agg(key, value) -%}
+    {{ return(adapter.dispatch('json_object_agg', 'segment_accounts')(key, value)) }}
+{%- endmacro %}
+
+{% macro default__json_object_agg(key, value) -%}
+    json_object_agg({{ key }}, {{ value }})
+{%- endmacro %}
+
+{% macro duckdb__json_object_agg(key, value) -%}
+    {#- keys sorted, as jsonb does, so equal objects print equally (json_group_object takes no order by) -#}
+    to_json(map(list({{ key }} order by {{ key }}), list({{ value }} order by {{ key }})))
+{%- endmacro %}
+
+{% macro postgres__json_object_agg(key, value) -%}
+    jsonb_object_agg({{ key }}, {{ value }})
+{%- endmacro %}
+
+
+{#- True when the JSON value is an object (traits sent as a string or an array are ignored). -#}
+{% macro json_is_object(json) -%}
+    {{ return(adapter.dispatch('json_is_object', 'segment_accounts')(json)) }}
+{%- endmacro %}
+
+{% macro default__json_is_object(json) -%}
+    (json_typeof({{ json }}) = 'object')
+{%- endmacro %}
+
+{% macro duckdb__json_is_object(json) -%}
+    (json_type({{ json }}) = 'OBJECT')
+{%- endmacro %}
+
+{% macro postgres__json_is_object(json) -%}
+    (jsonb_typeof(({{ json }})::jsonb) = 'object')
+{%- endmacro %}

@@ -1,0 +1,104 @@
+{#-
+    Rule "alias merge chains": every alias (previousId -> userId) joins both ids into one contact, transitively
+    and whatever the cycles (connected components, macro connected_components). The canonical user id is the
+    userId of the component's most recent alias (occurred_at, then received_at, then messageId); a user id
+    without aliases is its own canonical id. A previousId with no events of its own is a node all the same.
+-#}
+
+with
+
+identifiers as (
+
+    select * from {{ ref('int_identifiers_cleaned') }}
+
+),
+
+alias_edges as (
+
+    select
+        previous_id,
+        user_id,
+        occurred_at,
+        received_at,
+        message_id
+    from identifiers
+    where
+        message_type = 'alias'
+        and previous_id is not null
+        and user_id is not null
+
+),
+
+user_id_nodes as (
+
+    select
+        user_id,
+        true as is_seen_as_user_id
+    from identifiers
+    where user_id is not null
+    group by user_id
+
+    union all
+
+    -- previousIds that never sent an event as a userId still belong to the contact
+    select
+        previous_id as user_id,
+        false as is_seen_as_user_id
+    from alias_edges
+    where
+        previous_id not in (
+            select seen.user_id from identifiers as seen
+            where seen.user_id is not null
+        )
+    group by previous_id
+
+),
+
+components as (
+
+    {{ segment_accounts.connected_components('alias_edges', 'previous_id', 'user_id') }}
+
+),
+
+aliases_by_recency as (
+
+    select
+        components.component_key,
+        alias_edges.user_id,
+        row_number() over (
+            partition by components.component_key
+            order by alias_edges.occurred_at desc, alias_edges.received_at desc, alias_edges.message_id desc
+        ) as recency_rank
+    from alias_edges
+    inner join components
+        on alias_edges.user_id = components.node
+
+),
+
+canonical_user_ids as (
+
+    select
+        component_key,
+        user_id as canonical_user_id
+    from aliases_by_recency
+    where recency_rank = 1
+
+),
+
+final as (
+
+    select
+        user_id_nodes.user_id,
+        user_id_nodes.is_seen_as_user_id,
+        components.rounds_used as alias_rounds_used,
+        coalesce(canonical_user_ids.canonical_user_id, user_id_nodes.user_id) as canonical_user_id,
+        components.component_key is not null as is_aliased
+    from user_id_nodes
+    left join components
+        on user_id_nodes.user_id = components.node
+    left join canonical_user_ids
+        on components.component_key = canonical_user_ids.component_key
+
+)
+
+select * from final

@@ -1,0 +1,29 @@
+with
+
+events as (
+
+    select * from {{ ref('stg_segment__events') }}
+    where message_type = 'identify'
+
+),
+
+final as (
+
+    select
+        event_id,
+        connection_id,
+        message_id,
+        user_id,
+        anonymous_id,
+        traits,
+        {{ segment_accounts.json_value('payload', ['context', 'traits']) }} as context_traits,
+        {{ segment_accounts.json_text('payload', ['traits', 'email']) }} as email,
+        context,
+        context_group_id,
+        occurred_at,
+        received_at
+    from events
+
+)
+
+select * from final

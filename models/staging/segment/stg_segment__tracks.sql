@@ -1,0 +1,28 @@
+with
+
+events as (
+
+    select * from {{ ref('stg_segment__events') }}
+    where message_type = 'track'
+
+),
+
+final as (
+
+    select
+        event_id,
+        connection_id,
+        message_id,
+        user_id,
+        anonymous_id,
+        event_name,
+        properties,
+        context,
+        context_group_id,
+        occurred_at,
+        received_at
+    from events
+
+)
+
+select * from final

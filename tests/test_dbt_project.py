@@ -1,0 +1,201 @@
+"""The dbt project end to end: raw tables shaped like the loader's, `dbt build` (seeds, models, unit tests and
+data tests), a few results in the marts, and sqlfluff on the models.
+
+dbt builds once per session (module-scoped fixture) in a temporary data folder; nothing touches ./data or
+./target.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "dbt_project"
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def _load_raw_tables_module():
+    spec = importlib.util.spec_from_file_location("dbt_raw_tables", FIXTURES / "raw_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _env(tmp: Path, data: str = "data") -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SEGMENT_ACCOUNTS_DATA=str(tmp / data),
+        SEGMENT_ACCOUNTS_TARGET="duckdb",
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+        DBT_TARGET_PATH=str(tmp / "target"),
+        DBT_LOG_PATH=str(tmp / "logs"),
+        DO_NOT_TRACK="1",
+    )
+    env.pop("SEGMENT_ACCOUNTS_RAW_SCHEMA", None)
+    return env
+
+
+def _dbt(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "dbt"), *args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
+        cwd=ROOT,
+        env=_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Raw fixture tables, then one `dbt build`; yields (tmp folder, run results)."""
+    tmp = tmp_path_factory.mktemp("dbt_project")
+    _load_raw_tables_module().build_raw_tables(tmp / "data", FIXTURES)
+    result = _dbt(tmp, "build", "--vars", '{"account_activity_as_of": "2024-05-06T00:00:00Z"}')
+    run_results = json.loads((tmp / "target" / "run_results.json").read_text())
+    if result.returncode != 0:
+        pytest.fail(f"dbt build failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
+    yield tmp, run_results
+
+
+@pytest.fixture(scope="module")
+def warehouse(built):
+    tmp, _ = built
+    con = duckdb.connect(str(tmp / "data" / "warehouse.duckdb"), read_only=True)
+    yield con
+    con.close()
+
+
+def _rows(con, sql: str) -> list[dict]:
+    cursor = con.execute(sql)
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_build_ran_unit_and_data_tests(built):
+    _, run_results = built
+    by_kind: dict[str, int] = {}
+    for result in run_results["results"]:
+        kind = result["unique_id"].split(".")[0]
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        # the merge-protection test is the only one allowed to warn, and the fixture gives it no reason to
+        assert result["status"] in {"success", "pass"}, result["unique_id"]
+    assert by_kind.get("unit_test", 0) >= 25
+    assert by_kind.get("test", 0) >= 80
+    assert by_kind.get("model", 0) >= 20
+
+
+def test_marts_have_exactly_the_contract_columns(warehouse):
+    expected = {
+        "fct_events": "event_id message_id connection_name message_type event_type event_name contact_id "
+        "account_id user_id anonymous_id occurred_at received_at properties traits context",
+        "dim_contacts": "contact_id user_id is_anonymous email traits account_id account_resolution_method "
+        "first_seen_at last_seen_at event_count",
+        "dim_accounts": "account_id account_name resolution_method traits contact_count first_seen_at last_seen_at",
+        "dim_contact_identifiers": "identifier identifier_type contact_id",
+    }
+    for table, columns in expected.items():
+        actual = [row[0] for row in warehouse.execute(f"describe main.{table}").fetchall()]
+        assert actual == columns.split(), table
+
+
+def test_duplicates_collapse_and_first_copy_wins(warehouse):
+    raw = warehouse.execute("select count(*) from segment_raw.raw_events").fetchone()[0]
+    events = _rows(warehouse, "select message_id, event_name from main.fct_events")
+    assert raw == len(events) + 1
+    assert {"message_id": "m020", "event_name": "Exported"} in events
+
+
+def test_alias_chain_resolves_to_latest_alias(warehouse):
+    rows = _rows(
+        warehouse,
+        """
+        select i.identifier, c.user_id, c.account_id, c.account_resolution_method, c.event_count
+        from main.dim_contact_identifiers as i
+        join main.dim_contacts as c using (contact_id)
+        where i.identifier in ('u-bob-old', 'u-bob', 'u-robert')
+        """,
+    )
+    assert len(rows) == 3
+    assert {r["user_id"] for r in rows} == {"u-robert"}
+    assert {r["account_id"] for r in rows} == {"globex"}
+    assert {r["account_resolution_method"] for r in rows} == {"traits"}
+    assert {r["event_count"] for r in rows} == {5}
+
+
+def test_contacts_and_accounts(warehouse):
+    contacts = {
+        (r["user_id"] or r["anonymous_id"]): r
+        for r in _rows(
+            warehouse,
+            """
+            select c.*, (select min(identifier) from main.dim_contact_identifiers as i
+                         where i.contact_id = c.contact_id and identifier_type = 'anonymous_id') as anonymous_id
+            from main.dim_contacts as c
+            """,
+        )
+    }
+    assert contacts["u-alice"]["account_id"] == "acme-1"
+    assert contacts["u-alice"]["account_resolution_method"] == "group"
+    assert json.loads(contacts["u-alice"]["traits"]) == {"email": "Alice@Acme.com", "plan": "pro"}
+    assert contacts["u-carol"]["account_id"] == "initech"
+    assert contacts["u-dave"]["account_id"] == "umbrella.io"
+    assert contacts["u-dave"]["account_resolution_method"] == "email_domain"
+    assert contacts["u-erin"]["account_resolution_method"] == "none"
+    assert contacts["u-x1"]["account_id"] == "hooli.com"
+    # the shared browser belongs to its latest user and merges nobody
+    assert contacts["u-grace"]["anonymous_id"] == "anon-shared"
+    assert contacts["u-frank"]["anonymous_id"] is None
+    # anonymous-only visitors, junk user ids ignored
+    assert contacts["anon-zed"]["is_anonymous"] is True
+    assert contacts["anon-j"]["is_anonymous"] is True
+    assert contacts["anon-j"]["event_count"] == 2
+    accounts = {r["account_id"]: r for r in _rows(warehouse, "select * from main.dim_accounts")}
+    assert accounts["acme-1"]["account_name"] == "Acme Inc"
+    assert accounts["acme-2"]["resolution_method"] == "group"
+    assert accounts["globex"]["account_name"] == "Globex"
+    assert accounts["umbrella.io"]["account_name"] == "umbrella.io"
+    assert "gmail.com" not in accounts
+
+
+def test_event_time_and_attribution(warehouse):
+    events = {r["message_id"]: r for r in _rows(warehouse, "select * from main.fct_events")}
+    assert str(events["m004"]["occurred_at"]) == "2024-05-02 10:00:00"
+    assert events["m004"]["account_id"] == "acme-2"
+    assert events["m004"]["event_type"] == "Action"
+    assert str(events["m021"]["occurred_at"]) == "2024-05-05 09:59:00"
+    assert str(events["m022"]["occurred_at"]) == "2024-05-05 11:00:00"
+    assert events["m001"]["account_id"] == "acme-1"
+    assert events["m001"]["connection_name"] == "web"
+
+
+def test_account_rollups(warehouse):
+    rollups = {r["account_id"]: r for r in _rows(warehouse, "select * from main.dim_account_rollups")}
+    assert rollups["acme-1"]["active_contact_count_7d"] == 1
+    assert rollups["acme-1"]["top_events_30d"].startswith("Exported (1)")
+    assert rollups["umbrella.io"]["event_count_30d"] == 3
+
+
+def test_sqlfluff_lint(built):
+    tmp, _ = built
+    (tmp / "lint_data").mkdir(exist_ok=True)
+    result = subprocess.run(
+        [str(BIN / "sqlfluff"), "lint", "models", "macros", "--disable-progress-bar", "--nocolor"],
+        cwd=ROOT,
+        # its own data folder: the dbt templater opens the warehouse, which the tests above hold open
+        env=_env(tmp, data="lint_data"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
