@@ -1,0 +1,13 @@
+{#-
+    Post-hook of fct_audience_history: delete the history of (contact, key) pairs that no longer exist. A later
+    alias can merge a contact into another (or give it a new canonical user id, hence a new contact_id); its old
+    rows must go, or the history would point at a contact that no longer exists. delete+insert alone cannot do
+    this: it only replaces the pairs the run rebuilds.
+-#}
+{% macro delete_vanished_pairs(history, pairs) -%}
+    delete from {{ history }}
+    where {{ dbt.concat(['contact_id', "'|'", 'computation_key']) }} not in (
+        select {{ dbt.concat(['contact_id', "'|'", 'computation_key']) }}
+        from {{ pairs }}
+    )
+{%- endmacro %}
