@@ -48,13 +48,13 @@ def demo_credentials(paths: Paths) -> tuple[str, Credentials]:
     return connection.connection_id, credentials
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _wait_healthy(port: int, server: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_healthy(port: int, server: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -109,12 +109,12 @@ class DemoSender:
 
 def send_over_http(paths: Paths, events: int) -> None:
     connection_id, credentials = demo_credentials(paths)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(paths.data))
     command = [str(Path(sys.executable).with_name("segment-accounts")), "serve", "--port", str(port)]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_healthy(port, server)
+        wait_healthy(port, server)
         sender = DemoSender(port, connection_id, credentials)
         started = time.perf_counter()
         with click.progressbar(length=events, label="sending over HTTP", file=sys.stderr) as bar:
