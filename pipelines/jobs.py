@@ -57,7 +57,9 @@ def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, qui
             except Exception as error:  # any loader failure: report it, leave the cursor where it was
                 print(f"run failed: load: {root_cause(error)}", file=sys.stderr)
                 return EXIT_FAILED
-            code = build(paths, ["--full-refresh"] if full_refresh else [], quiet=quiet)
+            # Unit tests check the SQL, not the data: CI and `transform` run them; a schedule need not every time.
+            options = ["--exclude-resource-type", "unit_test", *(["--full-refresh"] if full_refresh else [])]
+            code = build(paths, options, quiet=quiet)
     except Busy as busy:
         print(f"run skipped: {busy}", file=sys.stderr)
         return EXIT_BUSY
