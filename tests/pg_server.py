@@ -59,7 +59,9 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def running_postgres(database: str = "segment_accounts") -> Iterator[PostgresServer]:
+def running_postgres(database: str = "segment_accounts", timezone: str = "UTC") -> Iterator[PostgresServer]:
+    """A server whose text sorts by code point (collation C, as DuckDB compares strings) with Unicode case
+    mapping (ctype C.UTF-8, for lower()), whatever the caller's locale; ``timezone`` is the sessions' default."""
     bin_dir = postgres_bin()
     work = Path(tempfile.mkdtemp(prefix="segment-accounts-pg-"))
     data = work / "data"
@@ -69,10 +71,19 @@ def running_postgres(database: str = "segment_accounts") -> Iterator[PostgresSer
     run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
     try:
         subprocess.run(
-            _as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+            _as_server_user(
+                [
+                    str(bin_dir / "initdb"),
+                    *("-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"),
+                    *("--lc-collate=C", "--lc-ctype=C.UTF-8"),
+                ]
+            ),
             **run,
         )
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {work} -c fsync=off -c full_page_writes=off"
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {work} -c fsync=off -c full_page_writes=off"
+            f" -c timezone={timezone}"
+        )
         subprocess.run(
             _as_server_user(
                 [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(work / "log"), "-w", "start"]

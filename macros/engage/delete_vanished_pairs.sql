@@ -5,6 +5,10 @@
     this: it only replaces the pairs the run rebuilds.
 -#}
 {% macro delete_vanished_pairs(history, pairs) -%}
+    {{ return(adapter.dispatch('delete_vanished_pairs', 'segment_accounts')(history, pairs)) }}
+{%- endmacro %}
+
+{% macro default__delete_vanished_pairs(history, pairs) -%}
     delete from {{ history }}
     where {{ dbt.concat(['contact_id', "'|'", 'computation_key']) }} not in (
         select {{ dbt.concat(['contact_id', "'|'", 'computation_key']) }}

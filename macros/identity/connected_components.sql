@@ -19,6 +19,11 @@
     Finally the per-round maps are composed backwards to give every original node its final label.
 -#}
 {% macro connected_components(edges, node_a, node_b, max_rounds=var('identity_max_rounds'), pointer_jumps=2) -%}
+    {{ return(adapter.dispatch('connected_components', 'segment_accounts')(edges, node_a, node_b, max_rounds, pointer_jumps)) }}
+{%- endmacro %}
+
+{#- Spark has its own version (macros/adapters/spark.sql): it inlines CTEs, and this one references each round twice. -#}
+{% macro default__connected_components(edges, node_a, node_b, max_rounds, pointer_jumps) -%}
 with
 
 cc_nodes as (

@@ -13,7 +13,19 @@
 {%- endmacro %}
 
 {% macro postgres__parse_json(text) -%}
-    cast({{ text }} as jsonb)
+    {#-
+        jsonb cannot hold the character U+0000, and one `\u0000` escape in one payload would fail the whole
+        build: such an escape (not an escaped backslash followed by `u0000`) becomes U+FFFD, the replacement
+        character, in the parsed copy only (raw_events keeps the exact text).
+    -#}
+    cast(
+        case
+            when strpos({{ text }}, '\u0000') > 0
+                then regexp_replace({{ text }}, '(?<![\\])((?:[\\]{2})*)[\\]u0000', '\1\\ufffd', 'g')
+            else {{ text }}
+        end
+        as jsonb
+    )
 {%- endmacro %}
 
 

@@ -50,7 +50,10 @@
 {%- endmacro %}
 
 {% macro postgres__iso8601_with_offset_to_utc(text) -%}
-    (cast({{ text }} as timestamptz) at time zone 'UTC')
+    case
+        when {{ segment_accounts.postgres_iso8601_is_valid(text, segment_accounts.postgres_iso8601_with_offset_pattern()) }}
+            then (cast({{ segment_accounts.postgres_iso8601_microseconds(text) }} as timestamptz) at time zone 'UTC')
+    end
 {%- endmacro %}
 
 {% macro default__iso8601_without_offset_to_utc(text) -%}
@@ -62,7 +65,49 @@
 {%- endmacro %}
 
 {% macro postgres__iso8601_without_offset_to_utc(text) -%}
-    cast({{ text }} as timestamp)
+    case
+        when {{ segment_accounts.postgres_iso8601_is_valid(text, segment_accounts.postgres_iso8601_without_offset_pattern()) }}
+            then cast({{ segment_accounts.postgres_iso8601_microseconds(text) }} as timestamp)
+    end
+{%- endmacro %}
+
+{#-
+    Postgres has no try_cast and fails the whole statement on a date it cannot hold, so one event with
+    `2024-02-30` or an offset of +25:00 would stop every build. The text (already of the right shape) is
+    checked first and is null when impossible, as DuckDB's try_cast gives: month, day of that month, hour,
+    minute, second (no leap second; 24:00 only as midnight ending the day), offset up to 15:59, year from 1.
+-#}
+{% macro postgres_iso8601_is_valid(text, strict_pattern) -%}
+    case
+        when not {{ segment_accounts.regexp_like(text, strict_pattern) }} then false
+        when left({{ text }}, 4) = '0000' then false
+        else cast(substr({{ text }}, 9, 2) as integer) <= extract(day from (
+            make_date(cast(left({{ text }}, 4) as integer), cast(substr({{ text }}, 6, 2) as integer), 1)
+            + interval '1 month - 1 day'
+        ))
+    end
+{%- endmacro %}
+
+{% macro postgres_iso8601_date_pattern() -%}
+    [0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])
+{%- endmacro %}
+
+{% macro postgres_iso8601_time_pattern() -%}
+    (([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]+)?)?|24:00(:00([.]0+)?)?)
+{%- endmacro %}
+
+{% macro postgres_iso8601_with_offset_pattern() -%}
+    '^{{ segment_accounts.postgres_iso8601_date_pattern() }}[T ]{{ segment_accounts.postgres_iso8601_time_pattern() -}}
+    [ ]?([zZ]|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)$'
+{%- endmacro %}
+
+{% macro postgres_iso8601_without_offset_pattern() -%}
+    '^{{ segment_accounts.postgres_iso8601_date_pattern() }}([T ]{{ segment_accounts.postgres_iso8601_time_pattern() }})?$'
+{%- endmacro %}
+
+{#- Digits past the microsecond cut off, not rounded: DuckDB truncates, Postgres would round. -#}
+{% macro postgres_iso8601_microseconds(text) -%}
+    regexp_replace({{ text }}, '([.][0-9]{6})[0-9]+', '\1')
 {%- endmacro %}
 
 

@@ -5,8 +5,8 @@
     int_engage_pairs_fingerprinted), and the post-hook drops pairs whose contact no longer exists after an alias
     merged it away. Tested against a full refresh in tests/test_incremental_equality.py.
 -#}
+{#- Materialization is set in dbt_project.yml: incremental, except on Spark without Delta (no delete). -#}
 {{ config(
-    materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['contact_id', 'computation_key'],
     on_schema_change='fail',

@@ -20,6 +20,12 @@ junk_identifiers as (
     from {{ ref('junk_identifiers') }}
     where identifier is not null
 
+    union
+
+    -- always junk, and cannot be a seed row: dbt's CSV reader turns the text `null` into a SQL null (DuckDB's
+    -- native CSV load is the one exception)
+    select 'null' as junk_identifier
+
 ),
 
 trimmed as (

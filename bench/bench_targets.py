@@ -1,0 +1,111 @@
+"""The same events through DuckDB and through Postgres: load time and `dbt build` time on each, measured in one run.
+
+One spool (ingested once) is copied into three data folders: DuckDB, Postgres with the loader's csv COPY, and
+Postgres with dlt's default INSERT ... VALUES for comparison. Postgres is a throwaway local server
+(tests/pg_server.py) with default settings. Prints figures only: shared machines are noisy, so compare the
+rows of one run, not runs.
+
+    .venv/bin/python bench/bench_targets.py [--events 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pg_server
+
+import pipelines.loader as loader
+from pipelines.connections import Registry
+from pipelines.ingest import ingest
+from pipelines.sample_data import write_ndjson
+from pipelines.settings import Paths, configure_tools
+from pipelines.spool import SpoolWriter
+from pipelines.transform import run_dbt
+from tests.pg_server import PostgresServer, running_postgres
+
+AS_OF = json.dumps({"account_activity_as_of": "2026-11-20T00:00:00Z"})
+
+
+def timed_load(paths: Paths, env: dict[str, str], file_format: str | None = None) -> float:
+    formats = dict(loader.LOADER_FILE_FORMATS)
+    if file_format is not None:
+        formats[env["SEGMENT_ACCOUNTS_TARGET"]] = file_format
+    with mock.patch.dict(os.environ, env), mock.patch.dict(loader.LOADER_FILE_FORMATS, formats):
+        return loader.load(paths).seconds
+
+
+def timed_build(paths: Paths, env: dict[str, str]) -> str:
+    """`dbt build` wall time, its outcome and the slowest nodes."""
+    started = time.perf_counter()
+    with mock.patch.dict(os.environ, env):
+        code = run_dbt(paths, ["build", "--vars", AS_OF], quiet=True)
+    seconds = time.perf_counter() - started
+    results = json.loads((paths.data / "dbt" / "target" / "run_results.json").read_text())["results"]
+    failed = [r["unique_id"] for r in results if r["status"] not in {"success", "pass"}]
+    slowest = sorted(((r["execution_time"], r["unique_id"].split(".")[-1]) for r in results), reverse=True)[:3]
+    outcome = "passed" if code == 0 else f"FAILED (exit {code}: {', '.join(failed)})"
+    return f"{seconds:6.1f}s {outcome}  (slowest: {', '.join(f'{n} {s:.1f}s' for s, n in slowest)})"
+
+
+def create_database(server: PostgresServer, name: str) -> None:
+    subprocess.run(
+        ["psql", "-h", server.host, "-p", str(server.port), "-U", server.user, "-c", f'create database "{name}"'],
+        check=True,
+        capture_output=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args()
+    configure_tools()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-targets-"))
+    try:
+        source = work / "events.ndjson"
+        write_ndjson(source, args.events, compress=False, engage=0.02)
+        spooled = Paths(work / "spooled")
+        connection, _ = Registry(spooled.data).add("bench")
+        with SpoolWriter(spooled.spool) as writer:
+            ingest([source], connection.connection_id, writer)
+        print(f"{args.events:,} events, {source.stat().st_size / 2**20:.0f} MB of NDJSON, spooled once")
+
+        with running_postgres() as server:
+            create_database(server, "insert_values")
+            postgres = {"SEGMENT_ACCOUNTS_TARGET": "postgres", **server.env()}
+            second_database = {**postgres, "SEGMENT_ACCOUNTS_PG_DATABASE": "insert_values"}
+            targets = {
+                "duckdb": ({"SEGMENT_ACCOUNTS_TARGET": "duckdb"}, None),
+                "postgres": (postgres, None),
+                "postgres insert_values": (second_database, "insert_values"),
+            }
+            for name, (env, file_format) in targets.items():
+                paths = Paths(work / name.replace(" ", "_"))
+                shutil.copytree(spooled.data, paths.data)
+                env = {**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+                load_seconds = timed_load(paths, env, file_format)
+                shown_format = file_format or loader.LOADER_FILE_FORMATS.get(env["SEGMENT_ACCOUNTS_TARGET"], "default")
+                print(
+                    f"  {name:<24} load ({shown_format + '):':<15} {load_seconds:6.1f}s"
+                    f"  ({args.events / load_seconds:>8,.0f} events/s)",
+                    flush=True,
+                )
+                if file_format is not None:
+                    continue  # the same raw rows as "postgres": its build would measure nothing new
+                print(f"  {name:<24} dbt build:         {timed_build(paths, env)}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

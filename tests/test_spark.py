@@ -1,0 +1,212 @@
+"""The same dbt project on Apache Spark (local mode, dbt-spark's `session` method), fed by the loader's Parquet
+lake, compared with DuckDB on the same spool.
+
+Runs only in the Spark venv: `make test-spark` (the main suite deselects the `spark` marker). One module-scoped
+fixture generates a few hundred events, ingests them once, loads the same spool twice (DuckDB warehouse, and
+Parquet files for Spark: SEGMENT_ACCOUNTS_TARGET=spark) and runs `dbt build` on both. dbt runs with its working
+directory in the temporary folder, and the profile keeps Spark's metastore, warehouse and derby.log in the data
+folder: nothing lands in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.sample_data import write_ndjson
+from pipelines.settings import Paths
+from pipelines.transform import dbt_command
+
+pytestmark = pytest.mark.spark
+
+CLI = str(Path(sys.executable).with_name("segment-accounts"))
+EVENTS = 400
+AS_OF = '{"account_activity_as_of": "2026-12-01T00:00:00Z"}'
+MARTS = ["fct_events", "dim_contacts", "dim_accounts", "dim_contact_identifiers", "fct_audience_history"]
+
+
+def _env(data: Path, target: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SEGMENT_ACCOUNTS_DATA=str(data),
+        SEGMENT_ACCOUNTS_TARGET=target,
+        SPARK_LOCAL_IP="127.0.0.1",
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+        RUNTIME__DLTHUB_TELEMETRY="false",
+        DO_NOT_TRACK="1",
+    )
+    env.pop("SEGMENT_ACCOUNTS_RAW_SCHEMA", None)
+    return env
+
+
+def _cli(data: Path, target: str, *args: str) -> None:
+    result = subprocess.run(
+        [CLI, *args], env=_env(data, target), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, f"segment-accounts {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+
+
+def _dbt(data: Path, target: str, *args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, float]:
+    """dbt as `segment-accounts transform` runs it (pipelines.transform), from a working folder in tmp."""
+    work = data / "dbt"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    result = subprocess.run(
+        dbt_command(Paths(data), [*args, "--target", target]),
+        cwd=work,
+        env=_env(data, target),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return result, time.perf_counter() - started
+
+
+def _results(data: Path) -> dict[str, dict]:
+    run_results = json.loads((data / "dbt" / "target" / "run_results.json").read_text())
+    return {r["unique_id"]: r for r in run_results["results"]}
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """One spool, loaded into DuckDB and into the Parquet lake, built by dbt on both."""
+    tmp = tmp_path_factory.mktemp("spark")
+    events = tmp / "events.ndjson"
+    write_ndjson(events, EVENTS, seed=11, engage=0.1)
+
+    spark_data = tmp / "spark"
+    _cli(spark_data, "spark", "connections", "add", "web")
+    _cli(
+        spark_data,
+        "spark",
+        *("connections", "add", "crm", "--account-mapping", "traits"),
+        *("--account-id-trait", "company.id", "--account-name-trait", "company.name"),
+    )
+    _cli(spark_data, "spark", "ingest", str(events), "--connection", "web")
+    # the same spool and registry for DuckDB: copied before the first load commits its cursor
+    duckdb_data = tmp / "duckdb"
+    shutil.copytree(spark_data, duckdb_data)
+    _cli(spark_data, "spark", "load")
+    _cli(duckdb_data, "duckdb", "load")
+
+    duckdb_build, duckdb_seconds = _dbt(duckdb_data, "duckdb", "build", "--vars", AS_OF)
+    # One unit test is left out on Spark: with its inline fixture, Spark 4.3 fails to deserialize the task's plan
+    # (ClassCastException: DefaultSerializationProxy -> UnionExec.children), a Spark bug with shared subplans.
+    # The same model on real tables, and its six other unit tests, pass.
+    spark_build, spark_seconds = _dbt(
+        spark_data, "spark", "build", "--vars", AS_OF, "--exclude", "test_alias_chain_received_backwards"
+    )
+    print(f"\ndbt build of {EVENTS} events: duckdb {duckdb_seconds:.0f}s, spark {spark_seconds:.0f}s")
+    return {
+        "duckdb": (duckdb_data, duckdb_build),
+        "spark": (spark_data, spark_build),
+    }
+
+
+COUNT_QUERIES = {mart: f"select count(*) as n from {{schema}}.{mart}" for mart in MARTS} | {
+    "contacts_with_account": "select count(*) as n from {schema}.dim_contacts where account_id is not null",
+    "anonymous_contacts": "select count(*) as n from {schema}.dim_contacts where is_anonymous",
+}
+
+
+def _counts_duckdb(data: Path) -> dict[str, int]:
+    import duckdb
+
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    try:
+        return {name: con.execute(sql.format(schema="main")).fetchone()[0] for name, sql in COUNT_QUERIES.items()}
+    finally:
+        con.close()
+
+
+def _counts_spark(data: Path) -> dict[str, int]:
+    """Counts through dbt itself (`dbt show`), so the test needs no Spark session of its own."""
+    union = " union all ".join(
+        f"select '{name}' as k, n from ({sql.format(schema='analytics')}) as q" for name, sql in COUNT_QUERIES.items()
+    )
+    result, _ = _dbt(data, "spark", "show", "--inline", union, "--limit", "100", "--output", "json", "--quiet")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    start = result.stdout.index("{")
+    rows = json.loads(result.stdout[start:])["show"]
+    return {row["k"]: int(row["n"]) for row in rows}
+
+
+def test_spark_build_passes(builds):
+    data, result = builds["spark"]
+    results = _results(data)
+    failed = {uid: r["status"] for uid, r in results.items() if r["status"] not in {"success", "pass"}}
+    assert result.returncode == 0 and not failed, f"{failed}\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    kinds = [uid.split(".")[0] for uid in results]
+    assert kinds.count("model") >= 20
+    assert kinds.count("unit_test") >= 24
+    assert kinds.count("test") >= 80
+
+
+def test_duckdb_build_of_the_same_spool_passes(builds):
+    _, result = builds["duckdb"]
+    assert result.returncode == 0, result.stdout[-6000:]
+
+
+def test_spark_marts_match_duckdb(builds):
+    duckdb_counts = _counts_duckdb(builds["duckdb"][0])
+    spark_counts = _counts_spark(builds["spark"][0])
+    assert duckdb_counts["fct_events"] > 0.9 * EVENTS
+    assert spark_counts == duckdb_counts
+
+
+def _dummy_service_account(path: Path) -> Path:
+    """dbt-bigquery reads its keyfile even to compile: a well-formed one that authenticates nowhere."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "compile-only",
+                "private_key_id": "0",
+                "private_key": key.decode(),
+                "client_email": "compile-only@compile-only.iam.gserviceaccount.com",
+                "client_id": "0",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("adapter", ["snowflake", "bigquery"])
+def test_other_adapters_compile(adapter, tmp_path):
+    """The snowflake__ and bigquery__ macros render without a connection (`--no-introspect
+    --no-populate-cache`). Only the models: unit tests need a connection, and so does the incremental
+    fct_audience_history (is_incremental() asks the warehouse whether the table exists). Skipped where the
+    adapter is not installed: neither fits requirements-spark.lock, see the comment there."""
+    pytest.importorskip(f"dbt.adapters.{adapter}")
+    data = tmp_path / "data"
+    work = data / "dbt"
+    work.mkdir(parents=True)
+    env = _env(data, adapter) | {
+        "SNOWFLAKE_ACCOUNT": "compile-only",
+        "SNOWFLAKE_USER": "compile-only",
+        "BIGQUERY_PROJECT": "compile-only",
+        "BIGQUERY_KEYFILE": str(_dummy_service_account(tmp_path / "keyfile.json")),
+    }
+    args = ["compile", "--target", adapter, "--no-introspect", "--no-populate-cache"]
+    args += ["--select", "resource_type:model", "--exclude", "config.materialized:incremental"]
+    result = subprocess.run(
+        dbt_command(Paths(data), args), cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    compiled = list((work / "target" / "compiled" / "segment_accounts" / "models").rglob("*.sql"))
+    assert len(compiled) >= 25
