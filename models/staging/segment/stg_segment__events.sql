@@ -34,13 +34,26 @@ deduplicated as (
 
 ),
 
+json_parsed as (
+
+    -- parse each payload once (Postgres: the one place where a \u0000 escape is made storable); every field
+    -- below reads the parsed value, never the raw text again
+    select
+        connection_id,
+        message_id,
+        received_at,
+        {{ segment_accounts.parse_json('payload') }} as payload
+    from deduplicated
+
+),
+
 parsed as (
 
     select
         connection_id,
         message_id,
+        payload,
         {{ segment_accounts.to_utc_timestamp('received_at') }} as received_at,
-        {{ segment_accounts.parse_json('payload') }} as payload,
         lower({{ segment_accounts.json_text('payload', ['type']) }}) as message_type,
         {{ segment_accounts.segment_field('payload', 'userId') }} as user_id,
         {{ segment_accounts.segment_field('payload', 'anonymousId') }} as anonymous_id,
@@ -51,7 +64,7 @@ parsed as (
         {{ segment_accounts.iso8601_to_utc(segment_accounts.segment_field('payload', 'sentAt')) }} as sent_at,
         {{ segment_accounts.iso8601_to_utc(segment_accounts.segment_field('payload', 'receivedAt')) }}
             as payload_received_at
-    from deduplicated
+    from json_parsed
 
 ),
 
