@@ -46,7 +46,8 @@ start = time.perf_counter()
 for sql in statements:
     con.execute(sql)
 elapsed = time.perf_counter() - start
-print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(usage.ru_utime + usage.ru_stime, elapsed, usage.ru_maxrss * 1024)
 """
 
 
@@ -54,8 +55,8 @@ def generate(con: duckdb.DuckDBPyConnection, pairs: int, alias_share: float, max
     """Raw events: (1 - alias_share) * pairs identify calls and alias_share * pairs alias edges."""
     con.execute(RAW_DDL)
     con.execute(
-        "insert into segment_raw.connections values "
-        "('conn_bench', 'bench', 'group', null, null, true, '2024-01-01T00:00:00Z', '1', 'c1')"
+        "insert into segment_raw.connections (connection_id, name, account_mapping, email_fallback, created_at, "
+        "_dlt_load_id, _dlt_id) values ('conn_bench', 'bench', 'group', true, '2024-01-01T00:00:00Z', '1', 'c1')"
     )
     alias_pairs = int(pairs * alias_share)
     identify_pairs = pairs - alias_pairs
@@ -73,12 +74,12 @@ def generate(con: duckdb.DuckDBPyConnection, pairs: int, alias_share: float, max
     # alias chains c{k}-0 -> c{k}-1 -> ... ; a few closed into a cycle by a last alias back to the start
     con.execute(
         f"""
-        insert into segment_raw.raw_events
+        insert into segment_raw.raw_events (connection_id, message_id, received_at, payload, _dlt_load_id)
         select
             'conn_bench', message_id, timestamp '2024-01-01' + to_seconds(at_second) + interval 1 second,
             '{{"type":"alias","messageId":"' || message_id || '","previousId":"' || previous_id
                 || '","userId":"' || user_id || '","timestamp":"' || {ts.format("at_second")} || '"}}',
-            '1', message_id
+            '1'
         from (
             select
                 'a' || k || '-' || j as message_id,
@@ -96,12 +97,12 @@ def generate(con: duckdb.DuckDBPyConnection, pairs: int, alias_share: float, max
     # identify calls: anonymous id -> user id; a quarter of the users are chain members
     con.execute(
         f"""
-        insert into segment_raw.raw_events
+        insert into segment_raw.raw_events (connection_id, message_id, received_at, payload, _dlt_load_id)
         select
             'conn_bench', message_id, timestamp '2024-01-01' + to_seconds(at_second) + interval 1 second,
             '{{"type":"identify","messageId":"' || message_id || '","anonymousId":"' || anonymous_id
                 || '","userId":"' || user_id || '","timestamp":"' || {ts.format("at_second")} || '"}}',
-            '1', message_id
+            '1'
         from (
             select
                 'i' || i as message_id,
@@ -136,7 +137,8 @@ def dbt(tmp: Path, *args: str) -> None:
         sys.exit(f"dbt {' '.join(args)} failed:\n{result.stdout[-4000:]}")
 
 
-def timed(database: Path, sql_files: list[Path], timeout: float) -> tuple[float, int] | None:
+def timed(database: Path, sql_files: list[Path], timeout: float) -> tuple[float, int, float] | None:
+    """Wall seconds, peak RSS and CPU seconds (user + system: steadier than wall time on a busy machine)."""
     try:
         out = subprocess.run(
             [sys.executable, "-c", TIMED_RUNNER, str(database), str(timeout), *map(str, sql_files)],
@@ -144,10 +146,10 @@ def timed(database: Path, sql_files: list[Path], timeout: float) -> tuple[float,
             text=True,
             check=True,
             timeout=timeout,
-        ).stdout.split()[-2:]
+        ).stdout.split()[-3:]
     except subprocess.TimeoutExpired:
         return None
-    return float(out[0]), int(out[1])
+    return float(out[1]), int(out[2]), float(out[0])
 
 
 def check(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -239,6 +241,7 @@ def main() -> int:
     parser.add_argument("--max-depth", type=int, default=50, help="longest alias chain")
     parser.add_argument("--cycle-pct", type=int, default=5, help="percent of chains closed into a cycle")
     parser.add_argument("--baseline-timeout", type=float, default=300.0, help="seconds before giving up")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of the identity SQL (median shown)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
 
@@ -282,20 +285,30 @@ def main() -> int:
 
         # the same SQL again, alone in a fresh process: identity models, then only the components model
         compiled = tmp / "target" / "compiled" / "segment_accounts" / "models" / "intermediate" / "identity"
+        # each model as dbt materializes it (a view costs nothing here, its readers pay for it)
+        nodes = json.loads((tmp / "target" / "manifest.json").read_text())["nodes"]
+        materialized = {node["name"]: node["config"]["materialized"] for node in nodes.values()}
         statements = []
         for model in IDENTITY_MODELS:
             path = tmp / f"{model}.sql"
-            path.write_text(f"create or replace table main.{model} as\n{(compiled / f'{model}.sql').read_text()}")
+            kind = "view" if materialized[model] == "view" else "table"
+            path.write_text(f"create or replace {kind} main.{model} as\n{(compiled / f'{model}.sql').read_text()}")
             statements.append(path)
         baseline = tmp / "baseline.sql"
         baseline.write_text(BASELINE_SQL)
-        ours_all = timed(database, statements, args.baseline_timeout)
+        runs = [timed(database, statements, args.baseline_timeout) for _ in range(args.repeat)]
+        ours_all = sorted(runs)[len(runs) // 2]  # the median run (by wall time)
+        spread = f"range {min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f} s over {len(runs)} runs"
         ours_components = timed(database, statements[1:2], args.baseline_timeout)
         theirs = timed(database, [baseline], args.baseline_timeout)
-        print(f"identity SQL (5 models), fresh process: {ours_all[0]:.2f} s, peak RSS {ours_all[1] / 2**20:.0f} MiB")
+        print(
+            f"identity SQL (5 models), fresh process: {ours_all[0]:.2f} s ({spread}), "
+            f"peak RSS {ours_all[1] / 2**20:.0f} MiB, "
+            f"CPU {ours_all[2]:.2f} s ({', '.join(f'{m} {materialized[m]}' for m in IDENTITY_MODELS)})"
+        )
         print(
             f"components only (int_user_ids_merged): {ours_components[0]:.2f} s, "
-            f"peak RSS {ours_components[1] / 2**20:.0f} MiB"
+            f"peak RSS {ours_components[1] / 2**20:.0f} MiB, CPU {ours_components[2]:.2f} s"
         )
         if theirs is None:
             print(f"baseline recursive CTE: gave up after {args.baseline_timeout:.0f} s")

@@ -1,4 +1,8 @@
-{#- Each event's contact: by its user id when it has a usable one, else by its anonymous id. -#}
+{#-
+    Each event's contact: by its user id when it has a usable one, else by its anonymous id. One lookup per
+    event: every cleaned user id is an identifier of type user_id (int_user_ids_merged lists them all), so an
+    event with a user id always finds its contact by it and never needs its anonymous id.
+-#}
 
 with
 
@@ -23,16 +27,14 @@ final as (
         identifiers.occurred_at,
         identifiers.received_at,
         identifiers.message_id,
-        coalesce(by_user_id.contact_id, by_anonymous_id.contact_id) as contact_id
+        contact_identifiers.contact_id
     from identifiers
-    left join contact_identifiers as by_user_id
+    left join contact_identifiers
         on
-            identifiers.user_id = by_user_id.identifier
-            and by_user_id.identifier_type = 'user_id'
-    left join contact_identifiers as by_anonymous_id
-        on
-            identifiers.anonymous_id = by_anonymous_id.identifier
-            and by_anonymous_id.identifier_type = 'anonymous_id'
+            coalesce(identifiers.user_id, identifiers.anonymous_id) = contact_identifiers.identifier
+            and case
+                when identifiers.user_id is not null then 'user_id' else 'anonymous_id'
+            end = contact_identifiers.identifier_type
 
 )
 

@@ -1,16 +1,15 @@
-{#- Rule "identifiers": trimmed, and junk values (seed junk_identifiers, case-insensitive) never identify anyone. -#}
+{#-
+    Rule "identifiers": trimmed, and junk values (seed junk_identifiers, case-insensitive) never identify anyone.
+    A view: one row per event, and cleaning is cheaper than writing (and reading back) a million-row table; its
+    three readers each take a few columns.
+-#}
+{{ config(materialized='view') }}
 
 with
 
 events as (
 
     select * from {{ ref('stg_segment__events') }}
-
-),
-
-aliases as (
-
-    select * from {{ ref('stg_segment__aliases') }}
 
 ),
 
@@ -39,10 +38,8 @@ trimmed as (
         events.received_at,
         {{ segment_accounts.clean_identifier('events.user_id') }} as user_id,
         {{ segment_accounts.clean_identifier('events.anonymous_id') }} as anonymous_id,
-        {{ segment_accounts.clean_identifier('aliases.previous_id') }} as previous_id
+        {{ segment_accounts.clean_identifier('events.previous_id') }} as previous_id
     from events
-    left join aliases
-        on events.event_id = aliases.event_id
 
 ),
 

@@ -31,26 +31,26 @@ alias_edges as (
 
 user_id_nodes as (
 
+    -- every userId, and the previousIds that never sent an event as a userId (they still belong to the
+    -- contact): one grouping, no lookup of each previousId among a million events
     select
         user_id,
-        true as is_seen_as_user_id
-    from identifiers
-    where user_id is not null
+        max(is_seen) = 1 as is_seen_as_user_id
+    from (
+        select
+            user_id,
+            1 as is_seen
+        from identifiers
+        where user_id is not null
+
+        union all
+
+        select
+            previous_id as user_id,
+            0 as is_seen
+        from alias_edges
+    ) as user_id_mentions
     group by user_id
-
-    union all
-
-    -- previousIds that never sent an event as a userId still belong to the contact
-    select
-        previous_id as user_id,
-        false as is_seen_as_user_id
-    from alias_edges
-    where
-        previous_id not in (
-            select seen.user_id from identifiers as seen
-            where seen.user_id is not null
-        )
-    group by previous_id
 
 ),
 

@@ -13,7 +13,7 @@ final as (
         event_id,
         connection_id,
         message_id,
-        {{ segment_accounts.segment_field('payload', 'previousId') }} as previous_id,
+        previous_id,
         user_id,
         anonymous_id,
         context,

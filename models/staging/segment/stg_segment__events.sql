@@ -1,9 +1,36 @@
 {#-
     Rule "dedup": one event per (connection, messageId), the first received wins. Also the one place where the
     common fields of every message are typed: ids, the time rule, the type mapping.
-    A table, not a view: the JSON is parsed once here rather than by every model downstream.
+    A table, not a view: the JSON is parsed once here rather than by every model downstream, and once per event
+    here too (macro json_texts), not once per field.
 -#}
 {{ config(materialized='table') }}
+
+{#-
+    The top-level keys read from every event, each in camelCase or snake_case, camelCase winning (the rule of
+    macro segment_field), plus context.groupId: `field[key]` is the expression for the key's text.
+-#}
+{%- set keys = [
+    'type', 'userId', 'anonymousId', 'previousId', 'event', 'name',
+    'timestamp', 'originalTimestamp', 'sentAt', 'receivedAt'
+] -%}
+{%- set paths = [['context', 'groupId']] -%}
+{%- for key in keys -%}
+    {%- do paths.append([key]) -%}
+    {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
+    {%- if snake_case_key != key -%}{%- do paths.append([snake_case_key]) -%}{%- endif -%}
+{%- endfor -%}
+{%- set field = {} -%}
+{%- for key in keys -%}
+    {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
+    {%- set camel_case_text = segment_accounts.json_texts_item('payload_texts', 'payload', paths, [key]) -%}
+    {%- if snake_case_key == key -%}
+        {%- do field.update({key: camel_case_text}) -%}
+    {%- else -%}
+        {%- do field.update({key: 'coalesce(' ~ camel_case_text ~ ', '
+            ~ segment_accounts.json_texts_item('payload_texts', 'payload', paths, [snake_case_key]) ~ ')'}) -%}
+    {%- endif -%}
+{%- endfor -%}
 
 with
 
@@ -13,36 +40,85 @@ raw_events as (
 
 ),
 
-numbered as (
+copied_messages as (
+
+    -- the (connection, messageId) keys received more than once: a small share of the events
+    select
+        connection_id,
+        message_id
+    from raw_events
+    group by connection_id, message_id
+    having count(*) > 1
+
+),
+
+first_copies as (
 
     -- at-least-once delivery and loader retries both produce copies. The order is total and uses only what
     -- the spool determines (not dlt's random row id), so a raw layer rebuilt from the spool picks the same copy.
+    -- Only copied keys are sorted (a key that is null is treated as copied): sorting every event with its
+    -- payload was the slowest step of the build.
     select
-        *,
+        raw_events.connection_id,
+        raw_events.message_id,
+        raw_events.received_at,
+        raw_events.payload,
         row_number() over (
-            partition by connection_id, message_id
-            order by received_at, _dlt_load_id, payload
+            partition by raw_events.connection_id, raw_events.message_id
+            order by raw_events.received_at, raw_events._dlt_load_id, raw_events.payload
         ) as copy_number
     from raw_events
+    where
+        raw_events.connection_id is null
+        or raw_events.message_id is null
+        or exists (
+            select 1 from copied_messages
+            where
+                copied_messages.connection_id = raw_events.connection_id
+                and copied_messages.message_id = raw_events.message_id
+        )
 
 ),
 
 deduplicated as (
 
-    select * from numbered
-    where copy_number = 1
+    select
+        raw_events.connection_id,
+        raw_events.message_id,
+        raw_events.received_at,
+        raw_events.payload
+    from raw_events
+    where
+        raw_events.connection_id is not null
+        and raw_events.message_id is not null
+        and not exists (
+            select 1 from copied_messages
+            where
+                copied_messages.connection_id = raw_events.connection_id
+                and copied_messages.message_id = raw_events.message_id
+        )
 
-),
+    union all
 
-json_parsed as (
-
-    -- parse each payload once (Postgres: the one place where a \u0000 escape is made storable); every field
-    -- below reads the parsed value, never the raw text again
     select
         connection_id,
         message_id,
         received_at,
-        {{ segment_accounts.parse_json('payload') }} as payload
+        payload
+    from first_copies
+    where copy_number = 1
+
+),
+
+parsed_payloads as {{ segment_accounts.parsed_json_cte() }} (
+
+    -- each payload parsed once: the document (Postgres: jsonb) and, on DuckDB, every text read below at once
+    select
+        connection_id,
+        message_id,
+        received_at,
+        {{ segment_accounts.parse_json('payload') }} as payload,
+        {{ segment_accounts.json_texts('payload', paths) }} as payload_texts
     from deduplicated
 
 ),
@@ -52,19 +128,21 @@ parsed as (
     select
         connection_id,
         message_id,
-        payload,
         {{ segment_accounts.to_utc_timestamp('received_at') }} as received_at,
-        lower({{ segment_accounts.json_text('payload', ['type']) }}) as message_type,
-        {{ segment_accounts.segment_field('payload', 'userId') }} as user_id,
-        {{ segment_accounts.segment_field('payload', 'anonymousId') }} as anonymous_id,
-        {{ segment_accounts.iso8601_to_utc(segment_accounts.json_text('payload', ['timestamp'])) }}
-            as event_timestamp,
-        {{ segment_accounts.iso8601_to_utc(segment_accounts.segment_field('payload', 'originalTimestamp')) }}
-            as original_timestamp,
-        {{ segment_accounts.iso8601_to_utc(segment_accounts.segment_field('payload', 'sentAt')) }} as sent_at,
-        {{ segment_accounts.iso8601_to_utc(segment_accounts.segment_field('payload', 'receivedAt')) }}
-            as payload_received_at
-    from json_parsed
+        payload,
+        lower({{ field['type'] }}) as message_type,
+        {{ field['userId'] }} as user_id,
+        {{ field['anonymousId'] }} as anonymous_id,
+        {{ field['previousId'] }} as previous_id,
+        {{ field['event'] }} as event_text,
+        {{ field['name'] }} as name_text,
+        {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['context', 'groupId']) }}
+            as context_group_id,
+        {{ segment_accounts.iso8601_to_utc(field['timestamp']) }} as event_timestamp,
+        {{ segment_accounts.iso8601_to_utc(field['originalTimestamp']) }} as original_timestamp,
+        {{ segment_accounts.iso8601_to_utc(field['sentAt']) }} as sent_at,
+        {{ segment_accounts.iso8601_to_utc(field['receivedAt']) }} as payload_received_at
+    from parsed_payloads
 
 ),
 
@@ -77,13 +155,14 @@ final as (
         message_type,
         {{ segment_accounts.segment_event_type('message_type') }} as event_type,
         case message_type
-            when 'track' then {{ segment_accounts.json_text('payload', ['event']) }}
-            when 'page' then {{ segment_accounts.json_text('payload', ['name']) }}
-            when 'screen' then {{ segment_accounts.json_text('payload', ['name']) }}
+            when 'track' then event_text
+            when 'page' then name_text
+            when 'screen' then name_text
         end as event_name,
         user_id,
         anonymous_id,
-        {{ segment_accounts.json_text('payload', ['context', 'groupId']) }} as context_group_id,
+        case when message_type = 'alias' then previous_id end as previous_id,
+        context_group_id,
         {{ segment_accounts.segment_occurred_at(
             'event_timestamp',
             'coalesce(payload_received_at, received_at)',
