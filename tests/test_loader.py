@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import duckdb
 import pytest
 
 from pipelines.connections import Registry
-from pipelines.loader import load
+from pipelines.loader import PIPELINE_NAME, load
 from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths
 from tests.conftest import CLI, RunCli
@@ -159,28 +160,79 @@ def test_ingest_unknown_connection_is_one_clear_line(run_cli: RunCli, tmp_path: 
     assert "nope" in result.stderr
 
 
-@pytest.mark.parametrize("kill_after_seconds", [1.0, 2.5])
-def test_kill_during_load_then_load_again_loses_nothing(
-    paths: Paths, run_cli: RunCli, tmp_path: Path, kill_after_seconds: float
-) -> None:
+# Where a load can be killed, each seen in dlt's working folder rather than guessed from a clock: the machine that
+# runs CI may be faster or slower than ours. (dlt's layout: normalize/<schema hash>/<load id> while extracting,
+# load/normalized/<load id> while the warehouse copies the package, load/loaded/<load id> once it committed.)
+LOAD_PHASES = {
+    "extracting": "normalize/*/*",
+    "loading into the warehouse": "load/normalized/*",
+}
+
+# Runs ``segment-accounts load`` with the cursor commit replaced by a kill -9: the warehouse has committed the rows,
+# the spool still thinks they are new. No clock can hit that window reliably; this hits it every time.
+KILLED_BEFORE_CURSOR_COMMIT = """
+import os, signal, sys
+from pipelines import spool
+spool.SpoolReader.commit = lambda self, cursor: os.kill(os.getpid(), signal.SIGKILL)
+from pipelines.cli import main
+sys.argv = ["segment-accounts", "load"]
+main()
+"""
+
+
+def _spooled_events(paths: Paths, run_cli: RunCli, tmp_path: Path) -> set[str]:
     _connection(paths)
     source = tmp_path / "many.ndjson.gz"
     write_ndjson(source, 60_000, seed=11)
     with gzip.open(source, "rt") as handle:
         expected = {json.loads(line)["messageId"] for line in handle}
     run_cli("ingest", str(source), "--connection", "web")
+    return expected
 
+
+def _loader_env(paths: Paths) -> dict[str, str]:
     env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(paths.data))
-    # Small batches make the load long enough to be killed in the middle of it.
+    # Small batches make extraction long enough to be caught in the middle of it.
     env["SOURCES__SEGMENT_SPOOL__BATCH_SIZE"] = "2000"
-    victim = subprocess.Popen([CLI, "load"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(kill_after_seconds)
-    assert victim.poll() is None, "load finished before the kill: the test would prove nothing"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
+    return env
 
+
+def _assert_all_landed_after_reload(paths: Paths, run_cli: RunCli, expected: set[str]) -> None:
     run_cli("load")
     landed = _query(paths, "select message_id, count(*) from segment_raw.raw_events group by 1")
     assert {m for m, _ in landed} == expected
     # Whatever raw repeated, staging will dedupe; here we only require that nothing is missing.
     assert sum(n for _, n in landed) >= len(expected)
+
+
+@pytest.mark.parametrize("phase", sorted(LOAD_PHASES))
+def test_kill_during_load_then_load_again_loses_nothing(
+    paths: Paths, run_cli: RunCli, tmp_path: Path, phase: str
+) -> None:
+    expected = _spooled_events(paths, run_cli, tmp_path)
+    victim = subprocess.Popen(
+        [CLI, "load"], env=_loader_env(paths), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    pipeline_dir = paths.dlt_dir / PIPELINE_NAME
+    deadline = time.monotonic() + 300
+    while not any(pipeline_dir.glob(LOAD_PHASES[phase])):
+        assert victim.poll() is None, f"load finished before it was seen {phase}: the test would prove nothing"
+        assert time.monotonic() < deadline, f"load never reached {phase}"
+        time.sleep(0.002)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert victim.returncode == -signal.SIGKILL
+    _assert_all_landed_after_reload(paths, run_cli, expected)
+
+
+def test_kill_after_warehouse_commit_before_cursor_commit_loses_nothing(
+    paths: Paths, run_cli: RunCli, tmp_path: Path
+) -> None:
+    expected = _spooled_events(paths, run_cli, tmp_path)
+    victim = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_CURSOR_COMMIT], env=_loader_env(paths), capture_output=True, timeout=300
+    )
+    assert victim.returncode == -signal.SIGKILL, victim.stderr
+    committed = _query(paths, "select distinct message_id from segment_raw.raw_events")
+    assert {m for (m,) in committed} == expected, "the warehouse had not committed before the kill"
+    _assert_all_landed_after_reload(paths, run_cli, expected)
