@@ -41,6 +41,8 @@ def test_run_with_wait_waits_for_the_lock(paths: Paths, data_dir: Path) -> None:
     )
     time.sleep(2.0)
     assert waiter.poll() is None, "run --wait did not wait for the lock"
+    # Nothing may have started: a run that skipped the lock would have opened the pipeline and the warehouse.
+    assert not paths.warehouse.exists() and not paths.dlt_dir.exists(), "run --wait worked without the lock"
     released.set()
     holder.join()
     out, err = waiter.communicate(timeout=300)
