@@ -1,9 +1,11 @@
 """Incremental always equals full refresh, for every incremental model of the project.
 
 Events arrive in shuffled batches (so many are late: older than events already processed), with re-delivered
-duplicates and aliases that merge contacts after their Engage history was built; `segment-accounts run` follows
-each batch, as a schedule would. Then every incremental model is snapshotted, rebuilt with --full-refresh from
-the same raw data, and compared both ways (EXCEPT ALL), so a row too many or too few fails.
+duplicates, copies received *before* the copy already processed (a receiver with a slow clock: the staging model
+must replace its winner) and aliases that merge contacts after their Engage history was built;
+`segment-accounts run` follows each batch, as a schedule would. Then every incremental model is snapshotted,
+rebuilt with --full-refresh from the same raw data, and compared both ways (EXCEPT ALL), so a row too many or too
+few fails.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from pipelines.connections import Registry
 from pipelines.sample_data import TrafficGenerator
 from pipelines.settings import Paths
+from pipelines.spool import Record, SpoolWriter
 from tests.conftest import RunCli
 
 BATCHES = 4
@@ -41,6 +44,26 @@ def _late_alias_merges(events: list[dict]) -> list[dict]:
     return merges
 
 
+RECEIVED_IN_2001_US = 1_000_000_000 * 10**6  # before any ingest of this test, by our clock
+RECEIVED_IN_2033_US = 2_000_000_000 * 10**6  # after any ingest of this test
+
+
+def _spool_copies(paths: Paths, connection_id: str, events: list[dict], received_at_us: int) -> None:
+    """Copies of already processed events as a receiver would spool them, stamped with the given receipt time.
+
+    Each copy's payload differs from the original (a property), so the models show which copy won.
+    """
+    records = []
+    for event in events:
+        copy = dict(event, properties={**event.get("properties", {}), "copy": "late-delivered"})
+        records.append(Record("event", connection_id, received_at_us, orjson.dumps(copy), event["messageId"]))
+    writer = SpoolWriter(paths.spool)
+    try:
+        writer.append(records)
+    finally:
+        writer.close()
+
+
 def _incremental_models(paths: Paths) -> list[str]:
     manifest = json.loads((paths.data / "dbt" / "target" / "manifest.json").read_text())
     return sorted(
@@ -52,7 +75,7 @@ def _incremental_models(paths: Paths) -> list[str]:
 
 @pytest.mark.slow
 def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tmp_path: Path) -> None:
-    Registry(paths.data).add("web")
+    connection, _ = Registry(paths.data).add("web")
     events = list(TrafficGenerator(seed=21, people=60, engage=0.35).events(3000))
     events += _late_alias_merges(events)
     rnd = random.Random(8)
@@ -65,6 +88,11 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
         source = tmp_path / f"batch-{number}.ndjson"
         source.write_bytes(b"\n".join(orjson.dumps(e) for e in batch) + b"\n")
         run_cli("ingest", str(source), "--connection", "web")
+        if number == BATCHES - 1:
+            # Copies of first-batch events: some received before (they must replace the processed copy), some
+            # after (they must lose).
+            _spool_copies(paths, connection.connection_id, batches[0][:30], RECEIVED_IN_2001_US)
+            _spool_copies(paths, connection.connection_id, batches[0][30:60], RECEIVED_IN_2033_US)
         result = run_cli("run", check=False, timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
@@ -85,8 +113,12 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
             " on h.contact_id = p.contact_id and h.computation_key = p.computation_key"
             " where h.source_fingerprint is distinct from p.source_fingerprint"
         ).fetchone()[0]
+        copies_won = con.execute(
+            "select count(*) from main.stg_segment__events where properties->>'copy' = 'late-delivered'"
+        ).fetchone()[0]
     finally:
         con.close()
+    assert copies_won == 30, f"{copies_won} of the 30 copies received earlier replaced the processed copy"
     assert all(rows.values()), f"an incremental model is empty, the comparison would prove nothing: {rows}"
     assert stale == 0, f"{stale} pairs would be rebuilt by a run with no new data"
 

@@ -3,8 +3,16 @@
     common fields of every message are typed: ids, the time rule, the type mapping.
     A table, not a view: the JSON is parsed once here rather than by every model downstream, and once per event
     here too (macro json_texts), not once per field.
+    Incremental (dbt_project.yml): a run parses only the loads it has not seen (_dlt_load_id), so its cost
+    follows new data. A new copy of an event already here replaces it only when it was received earlier (a
+    receiver with a slow clock, an archive ingested late): the same winner a full refresh picks.
 -#}
-{{ config(materialized='table') }}
+{#- Materialization is set in dbt_project.yml: incremental, except on Spark without Delta (no delete). -#}
+{{ config(
+    incremental_strategy='delete+insert',
+    unique_key='event_id',
+    on_schema_change='fail',
+) }}
 
 {#-
     The top-level keys read from every event, each in camelCase or snake_case, camelCase winning (the rule of
@@ -37,6 +45,10 @@ with
 raw_events as (
 
     select * from {{ source('segment', 'raw_events') }}
+    {% if is_incremental() -%}
+        -- dlt load ids grow with time, and a load's rows land in one transaction: greater means unseen
+        where _dlt_load_id > (select coalesce(max(_dlt_load_id), '') from {{ this }})
+    {%- endif %}
 
 ),
 
@@ -62,6 +74,7 @@ first_copies as (
         raw_events.connection_id,
         raw_events.message_id,
         raw_events.received_at,
+        raw_events._dlt_load_id,
         raw_events.payload,
         row_number() over (
             partition by raw_events.connection_id, raw_events.message_id
@@ -86,6 +99,7 @@ deduplicated as (
         raw_events.connection_id,
         raw_events.message_id,
         raw_events.received_at,
+        raw_events._dlt_load_id,
         raw_events.payload
     from raw_events
     where
@@ -104,9 +118,26 @@ deduplicated as (
         connection_id,
         message_id,
         received_at,
+        _dlt_load_id,
         payload
     from first_copies
     where copy_number = 1
+
+),
+
+first_received as (
+
+    select * from deduplicated
+    {% if is_incremental() -%}
+        -- a copy of an event already here wins only if received before it (the earlier load wins a tie)
+        where not exists (
+            select 1 from {{ this }} as processed
+            where
+                processed.connection_id = deduplicated.connection_id
+                and processed.message_id = deduplicated.message_id
+                and processed.received_at <= {{ segment_accounts.to_utc_timestamp('deduplicated.received_at') }}
+        )
+    {%- endif %}
 
 ),
 
@@ -117,9 +148,10 @@ parsed_payloads as {{ segment_accounts.parsed_json_cte() }} (
         connection_id,
         message_id,
         received_at,
+        _dlt_load_id,
         {{ segment_accounts.parse_json('payload') }} as payload,
         {{ segment_accounts.json_texts('payload', paths) }} as payload_texts
-    from deduplicated
+    from first_received
 
 ),
 
@@ -129,6 +161,7 @@ parsed as (
         connection_id,
         message_id,
         {{ segment_accounts.to_utc_timestamp('received_at') }} as received_at,
+        _dlt_load_id,
         payload,
         lower({{ field['type'] }}) as message_type,
         {{ field['userId'] }} as user_id,
@@ -176,7 +209,8 @@ final as (
         {{ segment_accounts.json_value('payload', ['properties']) }} as properties,
         {{ segment_accounts.json_value('payload', ['traits']) }} as traits,
         {{ segment_accounts.json_value('payload', ['context']) }} as context,
-        payload
+        payload,
+        _dlt_load_id
     from parsed
     -- the receiver quarantines unknown types; anything else that slipped through stays in raw_events only
     where message_type in ('page', 'screen', 'track', 'identify', 'group', 'alias')
