@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test test-spark venv lint bench clean postgres-binaries java
+.PHONY: demo test test-spark test-cloud venv lint bench clean postgres-binaries java
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,20 @@ java:
 test-spark: $(SPARK_STAMP) java
 	SPARK_LOCAL_IP=127.0.0.1 $(SPARK_VENV)/bin/pytest -m spark -p no:cacheprovider tests/test_spark.py
 
+# Snowflake and BigQuery: every model compiled with their adapters, no connection. Own venv: see the lock's header.
+CLOUD_VENV := .venv-cloud
+CLOUD_STAMP := $(CLOUD_VENV)/.installed
+
+$(CLOUD_STAMP): requirements-cloud.lock pyproject.toml
+	$(PYTHON) -m venv $(CLOUD_VENV)
+	$(CLOUD_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements-cloud.lock
+	$(CLOUD_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
+		--no-build-isolation -e .
+	touch $(CLOUD_STAMP)
+
+test-cloud: $(CLOUD_STAMP)
+	$(CLOUD_VENV)/bin/pytest -m cloud -p no:cacheprovider tests/test_cloud_adapters.py
+
 lint: venv
 	$(BIN)/ruff check pipelines tests bench
 	$(BIN)/ruff format --check pipelines tests bench
@@ -59,4 +73,4 @@ bench: venv
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(SPARK_VENV) target dbt_packages logs data
+	rm -rf $(VENV) $(SPARK_VENV) $(CLOUD_VENV) target dbt_packages logs data

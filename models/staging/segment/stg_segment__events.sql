@@ -3,7 +3,7 @@
     common fields of every message are typed: ids, the time rule, the type mapping.
     A table, not a view: the JSON is parsed once here rather than by every model downstream, and once per event
     here too (macro json_texts), not once per field.
-    Incremental (dbt_project.yml): a run parses only the loads it has not seen (_dlt_load_id), so its cost
+    Incremental (dbt_project.yml): a run parses only the loads it has not read (_dlt_load_id), so its cost
     follows new data. A new copy of an event already here replaces it only when it was received earlier (a
     receiver with a slow clock, an archive ingested late): the same winner a full refresh picks.
 -#}
@@ -46,8 +46,13 @@ raw_events as (
 
     select * from {{ source('segment', 'raw_events') }}
     {% if is_incremental() -%}
-        -- dlt load ids grow with time, and a load's rows land in one transaction: greater means unseen
-        where _dlt_load_id > (select coalesce(max(_dlt_load_id), '') from {{ this }})
+        -- the loads no run has read: not "after the greatest load id", because loaders running side by side
+        -- (one per spool) can commit an older load id after a newer one. A load all of whose rows lost to
+        -- copies already here leaves no id behind and is read again, to lose again: cheap, and never wrong.
+        where _dlt_load_id not in (
+            select distinct processed._dlt_load_id from {{ this }} as processed
+            where processed._dlt_load_id is not null
+        )
     {%- endif %}
 
 ),
