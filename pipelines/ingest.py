@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from pipelines.payloads import NotJSON, loads, split_array
 from pipelines.spool import Record, SpoolWriter
-from pipelines.validation import MAX_EVENT_BYTES, event_problem, message_id_of
+from pipelines.validation import event_problem, message_id_of
 
 CHUNK_RECORDS = 5_000
 """Records per spool append: one fsync per chunk keeps a backfill fast without holding much in memory."""
@@ -70,14 +70,14 @@ class EventFile:
             except NotJSON:
                 yield line, None, "not JSON"
                 continue
-            yield line, value, _problem(line, value)
+            yield line, value, event_problem(value, line)
 
     def _array_events(self) -> Iterator[tuple[bytes, Any, str | None]]:
         text = self._stream.read().decode("utf-8", errors="surrogateescape")
         try:
             for source, value in split_array(text):
                 raw = source.encode("utf-8", errors="surrogateescape")
-                yield raw, value, _problem(raw, value)
+                yield raw, value, event_problem(value, raw)
         except NotJSON as error:
             yield b"", None, f"file is not a JSON array of events: {error}"
 
@@ -87,12 +87,6 @@ class EventFile:
             if not byte or byte not in b" \t\r\n\xef\xbb\xbf":
                 return byte
             self._stream.read(1)
-
-
-def _problem(raw: bytes, value: object) -> str | None:
-    if len(raw) > MAX_EVENT_BYTES:
-        return f"event over {MAX_EVENT_BYTES // 1024} KB"
-    return event_problem(value)
 
 
 def ingest(

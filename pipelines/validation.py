@@ -32,10 +32,38 @@ def _present(value: Any) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
-def event_problem(event: Any) -> str | None:
-    """The reason this event must be quarantined, or None when it is acceptable."""
+OVERSIZE_REASON = f"event over {MAX_EVENT_BYTES // 1024} KB"
+LONE_SURROGATE_REASON = "lone surrogate escape: not Unicode text"
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A string holding half of a UTF-16 pair, from an escape like \\ud800 (valid pairs were joined by the parser).
+
+    JSON's grammar allows it, but it is no character: I-JSON (RFC 7493) forbids it, and the warehouses refuse it
+    (DuckDB's JSON cast fails, and with it the whole build), so it is quarantined here, where it can be seen.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def event_problem(event: Any, raw: bytes) -> str | None:
+    """The reason this event (parsed, and its exact bytes) must be quarantined, or None when it is acceptable."""
+    if len(raw) > MAX_EVENT_BYTES:
+        return OVERSIZE_REASON
     if not isinstance(event, dict):
         return "not a JSON object"
+    # Only an escape can make a surrogate (UTF-8 bytes cannot): look inside only when the bytes hold one.
+    if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(event):
+        return LONE_SURROGATE_REASON
     message_type = event.get("type")
     if message_type not in MESSAGE_TYPES:
         return f"invalid type: {str(message_type)[:40]!r}" if message_type is not None else "missing type"

@@ -477,6 +477,7 @@ def test_batch_of_2500_events_is_accepted(env: Env) -> None:
         ({"type": "group", "userId": "u"}, "group without groupId"),
         ({"type": "track", "event": "e", "userId": "u", "messageId": "x" * 101}, "messageId over 100 characters"),
         ("not an object", "not a JSON object"),
+        ({"type": "track", "event": "half \ud800 pair", "userId": "u"}, "lone surrogate escape: not Unicode text"),
     ],
 )
 def test_each_quarantine_reason_in_a_batch(env: Env, bad: Any, reason: str) -> None:
@@ -484,6 +485,12 @@ def test_each_quarantine_reason_in_a_batch(env: Env, bad: Any, reason: str) -> N
     assert reply.status == 200
     assert [r.message_id for r in env.writer.events] == ["good"]
     assert [r.reason for r in env.writer.rejected] == [reason]
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_not_lone_surrogates(env: Env) -> None:
+    body = b'{"type":"track","userId":"u","messageId":"ok","event":"\\ud83d\\ude00 C:\\\\ud800"}'
+    assert hook(env, body, sign(env.secret, body)).status == 200
+    assert [(r.kind, r.payload) for r in env.writer.records] == [("event", body)]
 
 
 @pytest.mark.parametrize(

@@ -10,16 +10,14 @@ from typing import Any
 
 from pipelines.payloads import dumps
 from pipelines.spool import Record
-from pipelines.validation import MAX_EVENT_BYTES, event_problem, message_id_of
-
-OVERSIZE_REASON = f"event over {MAX_EVENT_BYTES // 1024} KB"
+from pipelines.validation import event_problem, message_id_of
 
 
 def event_record(connection_id: str, received_at_us: int, event: Any, payload: bytes | None = None) -> Record:
     """A Record for one parsed event; ``payload`` is its exact bytes when we have them, else it is serialized."""
     if payload is None:
         payload = dumps(event)
-    problem = OVERSIZE_REASON if len(payload) > MAX_EVENT_BYTES else event_problem(event)
+    problem = event_problem(event, payload)
     if problem is not None:
         return Record("rejected", connection_id, received_at_us, payload, None, problem)
     message_id = message_id_of(event, payload)
