@@ -20,7 +20,8 @@
 
 {#-
     ISO-8601 text as a UTC `timestamp`: `2024-05-01T10:00:00.123+02:00`, `...Z`, `...+0200`, no fraction,
-    or no offset at all (read as UTC, never as the session's time zone). Anything else is null, so the
+    or no offset at all (read as UTC, never as the session's time zone); RFC 3339's lowercase t and z, and a
+    space before the offset, too. Anything else is null, so the
     occurred_at rule falls through to its next source instead of failing the build.
 -#}
 {% macro iso8601_to_utc(text) -%}
@@ -33,11 +34,11 @@
 {%- endmacro %}
 
 {% macro iso8601_with_offset_pattern() -%}
-    '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)? ?([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$'
+    '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)? ?([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$'
 {%- endmacro %}
 
 {% macro iso8601_without_offset_pattern() -%}
-    '^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?$'
+    '^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?$'
 {%- endmacro %}
 
 {% macro default__iso8601_with_offset_to_utc(text) -%}
@@ -45,8 +46,15 @@
 {%- endmacro %}
 
 {% macro duckdb__iso8601_with_offset_to_utc(text) -%}
-    {#- try_cast: a shape-valid but impossible date (month 13) is null, not an error. -#}
-    timezone('UTC', try_cast({{ text }} as timestamptz))
+    {#-
+        try_cast: a shape-valid but impossible date (month 13) is null, not an error. DuckDB reads neither a
+        lowercase z (RFC 3339 allows it) nor a space before the offset: those few are rewritten, and only
+        they (the second try runs where the first gave null).
+    -#}
+    timezone('UTC', coalesce(
+        try_cast({{ text }} as timestamptz),
+        try_cast(regexp_replace(upper({{ text }}), ' ?(Z|[+-][0-9:]+)$', '\1') as timestamptz)
+    ))
 {%- endmacro %}
 
 {% macro postgres__iso8601_with_offset_to_utc(text) -%}
@@ -61,7 +69,8 @@
 {%- endmacro %}
 
 {% macro duckdb__iso8601_without_offset_to_utc(text) -%}
-    try_cast({{ text }} as timestamp)
+    {#- the second try only where the first gave null: a lowercase t -#}
+    coalesce(try_cast({{ text }} as timestamp), try_cast(upper({{ text }}) as timestamp))
 {%- endmacro %}
 
 {% macro postgres__iso8601_without_offset_to_utc(text) -%}
@@ -97,12 +106,12 @@
 {%- endmacro %}
 
 {% macro postgres_iso8601_with_offset_pattern() -%}
-    '^{{ segment_accounts.postgres_iso8601_date_pattern() }}[T ]{{ segment_accounts.postgres_iso8601_time_pattern() -}}
+    '^{{ segment_accounts.postgres_iso8601_date_pattern() }}[Tt ]{{ segment_accounts.postgres_iso8601_time_pattern() -}}
     [ ]?([zZ]|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)$'
 {%- endmacro %}
 
 {% macro postgres_iso8601_without_offset_pattern() -%}
-    '^{{ segment_accounts.postgres_iso8601_date_pattern() }}([T ]{{ segment_accounts.postgres_iso8601_time_pattern() }})?$'
+    '^{{ segment_accounts.postgres_iso8601_date_pattern() }}([Tt ]{{ segment_accounts.postgres_iso8601_time_pattern() }})?$'
 {%- endmacro %}
 
 {#- Digits past the microsecond cut off, not rounded: DuckDB truncates, Postgres would round. -#}
