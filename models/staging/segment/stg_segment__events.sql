@@ -135,15 +135,16 @@ first_received as (
     select * from deduplicated
     {% if is_incremental() -%}
         -- a copy of an event already here replaces it only if it comes first in first_copies' order
+        {%- set copy_received_at = segment_accounts.to_utc_timestamp('deduplicated.received_at') %}
         where not exists (
             select 1 from {{ this }} as processed
             where
                 processed.connection_id = deduplicated.connection_id
                 and processed.message_id = deduplicated.message_id
                 and (
-                    processed.received_at < {{ segment_accounts.to_utc_timestamp('deduplicated.received_at') }}
+                    processed.received_at < {{ copy_received_at }}
                     or (
-                        processed.received_at = {{ segment_accounts.to_utc_timestamp('deduplicated.received_at') }}
+                        processed.received_at = {{ copy_received_at }}
                         and processed._dlt_load_id < deduplicated._dlt_load_id
                     )
                 )
