@@ -223,6 +223,14 @@ def test_dbt_build_passes_on_postgres(built: dict[str, Any]) -> None:
     assert kinds.get("test", 0) >= 80
 
 
+def test_second_postgres_build_took_the_incremental_path(built: dict[str, Any]) -> None:
+    """Without this, equal marts could come from a silent full rebuild: delete+insert is what dbt ran last."""
+    paths, _ = built["postgres"]
+    run_sql = paths.data / "dbt" / "target" / "run" / "segment_accounts" / "models"
+    for model in ("staging/segment/stg_segment__events.sql", "marts/fct_audience_history.sql"):
+        assert "delete from" in (run_sql / model).read_text().lower(), model
+
+
 def test_raw_layer_is_exact_on_postgres(built: dict[str, Any], pg: Any, duck: duckdb.DuckDBPyConnection) -> None:
     """csv COPY keeps every payload byte for byte: non-ASCII, quotes, newlines, big numbers, empty text."""
     events_sql = "select connection_id, message_id, received_at, payload from segment_raw.raw_events"
