@@ -30,6 +30,17 @@ def paths(data_dir: Path) -> Paths:
     return Paths(data_dir)
 
 
+def target_env(data: Path, target: str) -> dict[str, str]:
+    """A child process's environment to run the project on ``target`` with its data folder at ``data``.
+
+    (Telemetry is already off: configure_tools above set it in this process's environment.)
+    """
+    env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(data), SEGMENT_ACCOUNTS_TARGET=target, DO_NOT_TRACK="1")
+    env["SPARK_LOCAL_IP"] = "127.0.0.1"  # Spark binds the loopback, not whatever the host name resolves to
+    env.pop("SEGMENT_ACCOUNTS_RAW_SCHEMA", None)  # the profile's default raw schema, whatever the caller set
+    return env
+
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 

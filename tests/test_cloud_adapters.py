@@ -8,7 +8,6 @@ proves they render and that no model misses a dispatch. Runs only in its own ven
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -16,15 +15,9 @@ import pytest
 
 from pipelines.settings import PROJECT_DIR, Paths
 from pipelines.transform import dbt_command
+from tests.conftest import target_env
 
 pytestmark = pytest.mark.cloud
-
-
-def _env(data: Path, target: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(SEGMENT_ACCOUNTS_DATA=str(data), SEGMENT_ACCOUNTS_TARGET=target, DBT_SEND_ANONYMOUS_USAGE_STATS="false")
-    env.pop("SEGMENT_ACCOUNTS_RAW_SCHEMA", None)
-    return env
 
 
 def _dummy_service_account(path: Path) -> Path:
@@ -57,7 +50,7 @@ def test_other_adapters_compile(adapter, tmp_path):
     data = tmp_path / "data"
     work = data / "dbt"
     work.mkdir(parents=True)
-    env = _env(data, adapter) | {
+    env = target_env(data, adapter) | {
         "SNOWFLAKE_ACCOUNT": "compile-only",
         "SNOWFLAKE_USER": "compile-only",
         "BIGQUERY_PROJECT": "compile-only",

@@ -11,7 +11,6 @@ folder: nothing lands in the repository.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths
 from pipelines.transform import dbt_command
+from tests.conftest import target_env
 
 pytestmark = pytest.mark.spark
 
@@ -32,23 +32,9 @@ AS_OF = '{"account_activity_as_of": "2026-12-01T00:00:00Z"}'
 MARTS = ["fct_events", "dim_contacts", "dim_accounts", "dim_contact_identifiers", "fct_audience_history"]
 
 
-def _env(data: Path, target: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        SEGMENT_ACCOUNTS_DATA=str(data),
-        SEGMENT_ACCOUNTS_TARGET=target,
-        SPARK_LOCAL_IP="127.0.0.1",
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        RUNTIME__DLTHUB_TELEMETRY="false",
-        DO_NOT_TRACK="1",
-    )
-    env.pop("SEGMENT_ACCOUNTS_RAW_SCHEMA", None)
-    return env
-
-
 def _cli(data: Path, target: str, *args: str) -> None:
     result = subprocess.run(
-        [CLI, *args], env=_env(data, target), capture_output=True, text=True, timeout=300, check=False
+        [CLI, *args], env=target_env(data, target), capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, f"segment-accounts {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
 
@@ -61,7 +47,7 @@ def _dbt(data: Path, target: str, *args: str, timeout: float = 600) -> tuple[sub
     result = subprocess.run(
         dbt_command(Paths(data), [*args, "--target", target]),
         cwd=work,
-        env=_env(data, target),
+        env=target_env(data, target),
         capture_output=True,
         text=True,
         timeout=timeout,
