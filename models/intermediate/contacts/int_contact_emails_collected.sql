@@ -23,11 +23,8 @@ emails as (
         event_id,
         connection_id,
         lower(trim(coalesce(
-            case
-                when message_type = 'identify'
-                    then {{ segment_accounts.json_text('traits', ['email']) }}
-            end,
-            {{ segment_accounts.json_text('context', ['traits', 'email']) }}
+            case when message_type = 'identify' then traits_email end,
+            context_traits_email
         ))) as email
     from events
 

@@ -16,13 +16,14 @@
 
 {#-
     The top-level keys read from every event, each in camelCase or snake_case, camelCase winning (the rule of
-    macro segment_field), plus context.groupId: `field[key]` is the expression for the key's text.
+    macro segment_field), plus context.groupId and the two email traits: `field[key]` is the expression for
+    the key's text.
 -#}
 {%- set keys = [
     'type', 'userId', 'anonymousId', 'previousId', 'event', 'name',
     'timestamp', 'originalTimestamp', 'sentAt', 'receivedAt'
 ] -%}
-{%- set paths = [['context', 'groupId']] -%}
+{%- set paths = [['context', 'groupId'], ['traits', 'email'], ['context', 'traits', 'email']] -%}
 {%- for key in keys -%}
     {%- do paths.append([key]) -%}
     {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
@@ -183,6 +184,10 @@ parsed as (
         {{ field['name'] }} as name_text,
         {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['context', 'groupId']) }}
             as context_group_id,
+        {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['traits', 'email']) }}
+            as traits_email,
+        {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['context', 'traits', 'email']) }}
+            as context_traits_email,
         {{ segment_accounts.iso8601_to_utc(field['timestamp']) }} as event_timestamp,
         {{ segment_accounts.iso8601_to_utc(field['originalTimestamp']) }} as original_timestamp,
         {{ segment_accounts.iso8601_to_utc(field['sentAt']) }} as sent_at,
@@ -208,6 +213,8 @@ final as (
         anonymous_id,
         case when message_type = 'alias' then previous_id end as previous_id,
         context_group_id,
+        traits_email,
+        context_traits_email,
         {{ segment_accounts.segment_occurred_at(
             'event_timestamp',
             'coalesce(payload_received_at, received_at)',

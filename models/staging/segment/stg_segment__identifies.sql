@@ -17,7 +17,7 @@ final as (
         anonymous_id,
         traits,
         {{ segment_accounts.json_value('payload', ['context', 'traits']) }} as context_traits,
-        {{ segment_accounts.json_text('payload', ['traits', 'email']) }} as email,
+        traits_email as email,
         context,
         context_group_id,
         occurred_at,
