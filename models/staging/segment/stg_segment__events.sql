@@ -1,8 +1,9 @@
 {#-
     Rule "dedup": one event per (connection, messageId), the first received wins. Also the one place where the
     common fields of every message are typed: ids, the time rule, the type mapping.
-    A table, not a view: the JSON is parsed once here rather than by every model downstream, and once per event
-    here too (macro json_texts), not once per field.
+    A table, not a view: the JSON is parsed here rather than by every model downstream, and once per event for
+    its texts and once for its objects (macros json_texts, json_values), not once per field. The whole payload
+    is not copied here: raw_events keeps it, and writing it again cost a third of this model's time.
     Incremental (dbt_project.yml): a run parses only the loads it has not read (_dlt_load_id), so its cost
     follows new data. A new copy of an event already here replaces it only when it was received earlier (a
     receiver with a slow clock, an archive ingested late): the same winner a full refresh picks.
@@ -15,14 +16,15 @@
 ) }}
 
 {#-
-    The top-level keys read from every event, each in camelCase or snake_case, camelCase winning (the rule of
-    macro segment_field), plus context.groupId and the two email traits: `field[key]` is the expression for
-    the key's text.
+    Rule "keys in camelCase or snake_case": the top-level keys read from every event, each in both spellings
+    (macro to_snake_case), camelCase winning when an event carries both; plus context.groupId and the two email traits: `field[key]` is the expression for
+    the key's text. `objects` are the JSON values kept whole.
 -#}
 {%- set keys = [
-    'type', 'userId', 'anonymousId', 'previousId', 'event', 'name',
+    'type', 'userId', 'anonymousId', 'previousId', 'groupId', 'event', 'name', 'category',
     'timestamp', 'originalTimestamp', 'sentAt', 'receivedAt'
 ] -%}
+{%- set objects = [['properties'], ['traits'], ['context']] -%}
 {%- set paths = [['context', 'groupId'], ['traits', 'email'], ['context', 'traits', 'email']] -%}
 {%- for key in keys -%}
     {%- do paths.append([key]) -%}
@@ -163,7 +165,8 @@ parsed_payloads as {{ segment_accounts.parsed_json_cte() }} (
         received_at,
         _dlt_load_id,
         {{ segment_accounts.parse_json('payload') }} as payload,
-        {{ segment_accounts.json_texts('payload', paths) }} as payload_texts
+        {{ segment_accounts.json_texts('payload', paths) }} as payload_texts,
+        {{ segment_accounts.json_values('payload', objects) }} as payload_objects
     from first_received
 
 ),
@@ -180,8 +183,10 @@ parsed as (
         {{ field['userId'] }} as user_id,
         {{ field['anonymousId'] }} as anonymous_id,
         {{ field['previousId'] }} as previous_id,
+        {{ field['groupId'] }} as group_id,
         {{ field['event'] }} as event_text,
         {{ field['name'] }} as name_text,
+        {{ field['category'] }} as category_text,
         {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['context', 'groupId']) }}
             as context_group_id,
         {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['traits', 'email']) }}
@@ -191,7 +196,10 @@ parsed as (
         {{ segment_accounts.iso8601_to_utc(field['timestamp']) }} as event_timestamp,
         {{ segment_accounts.iso8601_to_utc(field['originalTimestamp']) }} as original_timestamp,
         {{ segment_accounts.iso8601_to_utc(field['sentAt']) }} as sent_at,
-        {{ segment_accounts.iso8601_to_utc(field['receivedAt']) }} as payload_received_at
+        {{ segment_accounts.iso8601_to_utc(field['receivedAt']) }} as payload_received_at,
+        {{ segment_accounts.json_values_item('payload_objects', 'payload', objects, ['properties']) }} as properties,
+        {{ segment_accounts.json_values_item('payload_objects', 'payload', objects, ['traits']) }} as traits,
+        {{ segment_accounts.json_values_item('payload_objects', 'payload', objects, ['context']) }} as context
     from parsed_payloads
 
 ),
@@ -212,6 +220,8 @@ final as (
         user_id,
         anonymous_id,
         case when message_type = 'alias' then previous_id end as previous_id,
+        case when message_type = 'group' then group_id end as group_id,
+        case when message_type in ('page', 'screen') then category_text end as category,
         context_group_id,
         traits_email,
         context_traits_email,
@@ -225,10 +235,9 @@ final as (
         received_at,
         sent_at,
         original_timestamp,
-        {{ segment_accounts.json_value('payload', ['properties']) }} as properties,
-        {{ segment_accounts.json_value('payload', ['traits']) }} as traits,
-        {{ segment_accounts.json_value('payload', ['context']) }} as context,
-        payload,
+        properties,
+        traits,
+        context,
         _dlt_load_id
     from parsed
     -- the receiver quarantines unknown types; anything else that slipped through stays in raw_events only

@@ -16,7 +16,7 @@ final as (
         user_id,
         anonymous_id,
         traits,
-        {{ segment_accounts.json_value('payload', ['context', 'traits']) }} as context_traits,
+        {{ segment_accounts.json_value('context', ['traits']) }} as context_traits,
         traits_email as email,
         context,
         context_group_id,

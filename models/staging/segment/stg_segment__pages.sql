@@ -16,7 +16,7 @@ final as (
         user_id,
         anonymous_id,
         event_name as page_name,
-        {{ segment_accounts.json_text('payload', ['category']) }} as page_category,
+        category as page_category,
         properties,
         context,
         context_group_id,

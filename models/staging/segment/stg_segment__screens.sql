@@ -16,7 +16,7 @@ final as (
         user_id,
         anonymous_id,
         event_name as screen_name,
-        {{ segment_accounts.json_text('payload', ['category']) }} as screen_category,
+        category as screen_category,
         properties,
         context,
         context_group_id,
