@@ -5,7 +5,10 @@ then the dlt loader into the raw table), then in the same run times:
   - scan: one DuckDB query that parses every raw payload once and reads a few fields from it (the floor for
     any model that must look inside every event);
   - `dbt run` (models only) and `dbt build` (seeds, models, unit and data tests) of the whole project, both
-    with --full-refresh so that every run rebuilds everything from the raw table (incremental models too).
+    with --full-refresh so that every run rebuilds everything from the raw table (incremental models too);
+  - the build a schedule runs (`segment-accounts run`: no unit tests, which check the SQL, not the data);
+  - the same full build on an empty copy of the warehouse: dbt's fixed cost (start-up, ~150 nodes, unit
+    tests), so that build minus it is what the events themselves cost.
 It prints medians and ranges over --repeat runs and the build / scan ratio (goal: build <= 5x the scan), plus
 where the build's time goes (dbt's own per-node timings, summed by kind, and the slowest models).
 
@@ -154,10 +157,20 @@ def main() -> int:
             raw = con.execute("select count(*) from segment_raw.raw_events").fetchone()[0]
         print(f"raw_events: {raw:,} rows; warehouse {paths.warehouse.stat().st_size / 2**20:.0f} MB", flush=True)
 
+        # the same installation with no events: what a build costs whatever the data
+        empty = Paths(work / "empty")
+        shutil.rmtree(empty.data, ignore_errors=True)
+        empty.data.mkdir(parents=True)
+        shutil.copy(paths.warehouse, empty.warehouse)
+        with duckdb.connect(str(empty.warehouse)) as con:
+            con.execute("delete from segment_raw.raw_events")
+            con.execute("checkpoint")
+
         # a full parse once (a kept folder may hold another checkout's state); the timed commands parse partially
-        dbt(paths, "parse", "--no-partial-parse")
+        for installation in (paths, empty):
+            dbt(installation, "parse", "--no-partial-parse")
         seed_seconds, _, _ = dbt(paths, "seed", "--full-refresh")  # `dbt run` needs the seeds in place
-        scans, builds, runs, in_dbt = [], [], [], []
+        scans, builds, runs, scheduled, empty_builds, in_dbt = [], [], [], [], [], []
         peak = 0
         for _ in range(args.repeat):
             # interleaved, so that a neighbour's load on the shared machine hits both sides alike
@@ -169,17 +182,28 @@ def main() -> int:
             builds.append(seconds)
             peak = max(peak, rss)
             in_dbt.append(results)
+            scheduled.append(dbt(paths, "build", "--full-refresh", "--exclude-resource-type", "unit_test")[0])
+            empty_builds.append(dbt(empty, "build", "--full-refresh")[0])
         _, scan_rss = scan(paths, 1)
 
         print(f"\nscan (parse every payload once, 6 fields): {spread(scans)}, peak RSS {scan_rss / 2**20:.0f} MiB")
         print(f"dbt seed: {seed_seconds:.2f} s")
         print(f"dbt run   (models only):                   {spread(runs)}")
         print(f"dbt build (seeds, models, unit+data tests): {spread(builds)}, dbt peak RSS {peak / 2**20:.0f} MiB")
+        print(f"dbt build as scheduled (no unit tests):     {spread(scheduled)}")
+        print(f"dbt build on no events (fixed cost):        {spread(empty_builds)}")
+        scan_median = statistics.median(scans)
         ratios = [b / s for b, s in zip(builds, scans, strict=True)]
         print(
-            f"build / scan: {statistics.median(builds) / statistics.median(scans):.1f}x "
+            f"build / scan: {statistics.median(builds) / scan_median:.1f}x "
             f"(per run {', '.join(f'{r:.1f}' for r in ratios)}; goal <= 5x); "
-            f"run / scan: {statistics.median(runs) / statistics.median(scans):.1f}x"
+            f"scheduled build / scan: {statistics.median(scheduled) / scan_median:.1f}x; "
+            f"run / scan: {statistics.median(runs) / scan_median:.1f}x"
+        )
+        marginal = [b - e for b, e in zip(builds, empty_builds, strict=True)]
+        print(
+            f"build minus its fixed cost: {spread(marginal)} = "
+            f"{statistics.median(marginal) / scan_median:.1f}x the scan (what the events cost)"
         )
 
         # dbt's own timings (2 threads: sums overlap, so they add up to more than the wall time)
@@ -188,16 +212,19 @@ def main() -> int:
         for results in in_dbt:
             per_kind: dict[str, float] = {}
             for result in results:
-                kind, name = result["unique_id"].split(".")[0], result["unique_id"].split(".")[-1]
+                # model.<project>.<name>; test.<project>.<name>.<hash>
+                kind, name = result["unique_id"].split(".")[0], result["unique_id"].split(".")[2]
                 per_kind[kind] = per_kind.get(kind, 0.0) + result["execution_time"]
-                if kind == "model":
-                    nodes.setdefault(name, []).append(result["execution_time"])
+                if kind in ("model", "test"):
+                    nodes.setdefault(f"{kind} {name}", []).append(result["execution_time"])
             for kind, seconds in per_kind.items():
                 kinds.setdefault(kind, []).append(seconds)
         print("inside dbt build, summed per kind: " + ", ".join(f"{k} {spread(v)}" for k, v in sorted(kinds.items())))
-        print(f"slowest models (median of {args.repeat}):")
-        for name, times in sorted(nodes.items(), key=lambda kv: -statistics.median(kv[1]))[: args.top]:
-            print(f"  {name:40s} {spread(times)}")
+        for kind in ("model", "test"):
+            print(f"slowest {kind}s (median of {args.repeat}):")
+            mine = {name.split(" ", 1)[1]: times for name, times in nodes.items() if name.startswith(kind)}
+            for name, times in sorted(mine.items(), key=lambda kv: -statistics.median(kv[1]))[: args.top]:
+                print(f"  {name[:60]:60s} {spread(times)}")
         return 0
     finally:
         if args.keep or args.reuse:
