@@ -8,8 +8,11 @@ with
 
 events as (
 
+    -- staging read the computation class in its one pass: only Engage's calls are parsed again here
     select * from {{ ref('stg_segment__events') }}
-    where message_type in ('identify', 'track')
+    where
+        message_type in ('identify', 'track')
+        and context_personas_computation_class is not null
 
 ),
 
@@ -29,7 +32,7 @@ personas as (
         received_at,
         traits,
         properties,
-        lower({{ segment_accounts.json_text('context', ['personas', 'computation_class']) }}) as computation_class,
+        lower(context_personas_computation_class) as computation_class,
         {{ segment_accounts.json_text('context', ['personas', 'computation_id']) }} as computation_id,
         {{ segment_accounts.json_text('context', ['personas', 'space_id']) }} as space_id,
         coalesce(

@@ -17,15 +17,19 @@
 
 {#-
     Rule "keys in camelCase or snake_case": the top-level keys read from every event, each in both spellings
-    (macro to_snake_case), camelCase winning when an event carries both; plus context.groupId and the two email traits: `field[key]` is the expression for
-    the key's text. `objects` are the JSON values kept whole.
+    (macro to_snake_case), camelCase winning when an event carries both; plus the nested texts later models
+    filter on (context.groupId, the two email traits, the Engage computation class), so that they never parse
+    every event's JSON again on each run: `field[key]` is the expression for the key's text. `objects` are the JSON values kept whole.
 -#}
 {%- set keys = [
     'type', 'userId', 'anonymousId', 'previousId', 'groupId', 'event', 'name', 'category',
     'timestamp', 'originalTimestamp', 'sentAt', 'receivedAt'
 ] -%}
 {%- set objects = [['properties'], ['traits'], ['context']] -%}
-{%- set paths = [['context', 'groupId'], ['traits', 'email'], ['context', 'traits', 'email']] -%}
+{%- set paths = [
+    ['context', 'groupId'], ['traits', 'email'], ['context', 'traits', 'email'],
+    ['context', 'personas', 'computation_class']
+] -%}
 {%- for key in keys -%}
     {%- do paths.append([key]) -%}
     {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
@@ -193,6 +197,9 @@ parsed as (
             as traits_email,
         {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['context', 'traits', 'email']) }}
             as context_traits_email,
+        {{ segment_accounts.json_texts_item(
+            'payload_texts', 'payload', paths, ['context', 'personas', 'computation_class']
+        ) }} as context_personas_computation_class,
         {{ segment_accounts.iso8601_to_utc(field['timestamp']) }} as event_timestamp,
         {{ segment_accounts.iso8601_to_utc(field['originalTimestamp']) }} as original_timestamp,
         {{ segment_accounts.iso8601_to_utc(field['sentAt']) }} as sent_at,
@@ -225,6 +232,7 @@ final as (
         context_group_id,
         traits_email,
         context_traits_email,
+        context_personas_computation_class,
         {{ segment_accounts.segment_occurred_at(
             'event_timestamp',
             'coalesce(payload_received_at, received_at)',
