@@ -76,11 +76,12 @@ def ingest(files: tuple[Path, ...], connection_name: str) -> None:
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 def transform(full_refresh: bool) -> None:
     """Build the dbt models and run their tests (dbt build)."""
-    from pipelines.transform import build
+    from pipelines.transform import build, schema_change_hint
 
     code = build(paths(), ["--full-refresh"] if full_refresh else [])
     if code != 0:
-        raise click.ClickException(f"dbt build failed (exit {code}); see the output above")
+        hint = schema_change_hint(paths(), "transform")
+        raise click.ClickException(hint or f"dbt build failed (exit {code}); see the output above")
 
 
 @main.command()

@@ -47,7 +47,7 @@ def run_lock(paths: Paths, *, wait: bool) -> Iterator[None]:
 def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, quiet: bool = False) -> int:
     """Load then transform under the run lock; prints one summary line and returns the exit code."""
     from pipelines.loader import load
-    from pipelines.transform import build
+    from pipelines.transform import build, schema_change_hint
 
     started = time.perf_counter()
     try:
@@ -66,6 +66,9 @@ def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, qui
     elapsed = time.perf_counter() - started
     if code != 0:
         print(f"run failed: dbt build exited {code} after {elapsed:.1f}s ({loaded.records} records loaded)")
+        hint = schema_change_hint(paths, "run")
+        if hint:
+            print(f"run failed: {hint}")
         return EXIT_FAILED
     print(f"run ok: {loaded.records} records loaded, dbt build passed, {elapsed:.1f}s")
     return EXIT_OK

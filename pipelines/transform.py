@@ -6,6 +6,7 @@ target/ and logs/ live in the data folder so two installations (or two test runs
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,4 +60,35 @@ def run_dbt(paths: Paths, args: Sequence[str], *, quiet: bool = False) -> int:
 
 def build(paths: Paths, extra: Sequence[str] = (), *, quiet: bool = False) -> int:
     """``dbt build``: seeds, models, unit tests and data tests, in dependency order."""
+    # schema_change_hint reads this build's results, never an earlier build's
+    (paths.data / "dbt" / "target" / "run_results.json").unlink(missing_ok=True)
     return run_dbt(paths, ["build", *extra], quiet=quiet)
+
+
+# dbt's own words when an incremental model's columns differ from its table (on_schema_change: fail)
+SCHEMA_CHANGE_ERROR = "incremental model are out of sync"
+
+
+def schema_change_hint(paths: Paths, command: str) -> str | None:
+    """After a failed build: one line naming the incremental models whose columns changed, and the way out.
+
+    An upgrade that adds or drops a column of an incremental model stops every scheduled run with dbt's long
+    error; a rebuild from the raw layer (which keeps everything) is the fix, and the operator should not have to
+    dig it out of dbt's output.
+    """
+    run_results = paths.data / "dbt" / "target" / "run_results.json"
+    try:
+        results = json.loads(run_results.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return None
+    models = sorted(
+        result["unique_id"].split(".")[-1]
+        for result in results
+        if result.get("status") == "error" and SCHEMA_CHANGE_ERROR in (result.get("message") or "")
+    )
+    if not models:
+        return None
+    return (
+        f"the columns of {', '.join(models)} changed (a new version?): rebuild once from the raw layer, "
+        f"which loses nothing, with `segment-accounts {command} --full-refresh`"
+    )

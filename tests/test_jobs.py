@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
+
 from pipelines.connections import Registry
 from pipelines.jobs import EXIT_BUSY, EXIT_OK, run_lock
 from pipelines.settings import Paths
@@ -68,3 +70,30 @@ def test_run_fails_with_exit_1_when_the_warehouse_is_unusable(paths: Paths, run_
     result = run_cli("run", check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("run failed: load:")
+
+
+def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
+    paths: Paths, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A new version that changes an incremental model's columns stops the schedule with one line saying what to
+    do, and that rebuild keeps every event."""
+    Registry(paths.data).add("web")
+    source = tmp_path / "e.ndjson"
+    source.write_text(EVENT + "\n")
+    run_cli("ingest", str(source), "--connection", "web")
+    run_cli("run")
+    with duckdb.connect(str(paths.warehouse)) as con:  # the table as an older version built it
+        con.execute("alter table main.stg_segment__events add column legacy_column varchar")
+
+    failed = run_cli("run", check=False)
+    assert failed.returncode == 1
+    last = failed.stdout.strip().splitlines()[-1]
+    assert last.startswith("run failed: the columns of stg_segment__events changed"), last
+    assert "segment-accounts run --full-refresh" in last
+
+    rebuilt = run_cli("run", "--full-refresh")
+    assert rebuilt.stdout.strip().splitlines()[-1].startswith("run ok: 0 records loaded")
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from main.fct_events").fetchone()[0] == 1
+        columns = [row[0] for row in con.execute("describe main.stg_segment__events").fetchall()]
+    assert "legacy_column" not in columns
