@@ -141,9 +141,4 @@
 {%- endmacro %}
 
 
-{#- BigQuery reads JSON columns natively; nothing to batch. -#}
-{% macro bigquery__json_texts(json, paths) -%}
-    cast(null as string)
-{%- endmacro %}
-
 {% macro bigquery__parsed_json_cte() -%}{%- endmacro %}

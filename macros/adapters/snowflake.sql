@@ -129,9 +129,4 @@
 {%- endmacro %}
 
 
-{#- Snowflake reads JSON as VARIANT once per column; nothing to batch. -#}
-{% macro snowflake__json_texts(json, paths) -%}
-    cast(null as varchar)
-{%- endmacro %}
-
 {% macro snowflake__parsed_json_cte() -%}{%- endmacro %}

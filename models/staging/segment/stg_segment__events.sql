@@ -2,7 +2,7 @@
     Rule "dedup": one event per (connection, messageId), the first received wins. Also the one place where the
     common fields of every message are typed: ids, the time rule, the type mapping.
     A table, not a view: the JSON is parsed here rather than by every model downstream, and once per event for
-    its texts and once for its objects (macros json_texts, json_values), not once per field. The whole payload
+    its texts and once for its objects (macro json_batch), not once per field. The whole payload
     is not copied here: raw_events keeps it, and writing it again cost a third of this model's time.
     Incremental (dbt_project.yml): a run parses only the loads it has not read (_dlt_load_id), so its cost
     follows new data. A new copy of an event already here replaces it only when it was received earlier (a
@@ -38,12 +38,12 @@
 {%- set field = {} -%}
 {%- for key in keys -%}
     {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
-    {%- set camel_case_text = segment_accounts.json_texts_item('payload_texts', 'payload', paths, [key]) -%}
+    {%- set camel_case_text = segment_accounts.json_batch_item('payload_texts', 'payload', paths, [key]) -%}
     {%- if snake_case_key == key -%}
         {%- do field.update({key: camel_case_text}) -%}
     {%- else -%}
         {%- do field.update({key: 'coalesce(' ~ camel_case_text ~ ', '
-            ~ segment_accounts.json_texts_item('payload_texts', 'payload', paths, [snake_case_key]) ~ ')'}) -%}
+            ~ segment_accounts.json_batch_item('payload_texts', 'payload', paths, [snake_case_key]) ~ ')'}) -%}
     {%- endif -%}
 {%- endfor -%}
 
@@ -169,8 +169,8 @@ parsed_payloads as {{ segment_accounts.parsed_json_cte() }} (
         received_at,
         _dlt_load_id,
         {{ segment_accounts.parse_json('payload') }} as payload,
-        {{ segment_accounts.json_texts('payload', paths) }} as payload_texts,
-        {{ segment_accounts.json_values('payload', objects) }} as payload_objects
+        {{ segment_accounts.json_batch('payload', paths) }} as payload_texts,
+        {{ segment_accounts.json_batch('payload', objects, as_text=false) }} as payload_objects
     from first_received
 
 ),
@@ -191,22 +191,28 @@ parsed as (
         {{ field['event'] }} as event_text,
         {{ field['name'] }} as name_text,
         {{ field['category'] }} as category_text,
-        {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['context', 'groupId']) }}
+        {{ segment_accounts.json_batch_item('payload_texts', 'payload', paths, ['context', 'groupId']) }}
             as context_group_id,
-        {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['traits', 'email']) }}
+        {{ segment_accounts.json_batch_item('payload_texts', 'payload', paths, ['traits', 'email']) }}
             as traits_email,
-        {{ segment_accounts.json_texts_item('payload_texts', 'payload', paths, ['context', 'traits', 'email']) }}
+        {{ segment_accounts.json_batch_item('payload_texts', 'payload', paths, ['context', 'traits', 'email']) }}
             as context_traits_email,
-        {{ segment_accounts.json_texts_item(
+        {{ segment_accounts.json_batch_item(
             'payload_texts', 'payload', paths, ['context', 'personas', 'computation_class']
         ) }} as context_personas_computation_class,
         {{ segment_accounts.iso8601_to_utc(field['timestamp']) }} as event_timestamp,
         {{ segment_accounts.iso8601_to_utc(field['originalTimestamp']) }} as original_timestamp,
         {{ segment_accounts.iso8601_to_utc(field['sentAt']) }} as sent_at,
         {{ segment_accounts.iso8601_to_utc(field['receivedAt']) }} as payload_received_at,
-        {{ segment_accounts.json_values_item('payload_objects', 'payload', objects, ['properties']) }} as properties,
-        {{ segment_accounts.json_values_item('payload_objects', 'payload', objects, ['traits']) }} as traits,
-        {{ segment_accounts.json_values_item('payload_objects', 'payload', objects, ['context']) }} as context
+        {{ segment_accounts.json_batch_item(
+            'payload_objects', 'payload', objects, ['properties'], as_text=false
+        ) }} as properties,
+        {{ segment_accounts.json_batch_item(
+            'payload_objects', 'payload', objects, ['traits'], as_text=false
+        ) }} as traits,
+        {{ segment_accounts.json_batch_item(
+            'payload_objects', 'payload', objects, ['context'], as_text=false
+        ) }} as context
     from parsed_payloads
 
 ),
