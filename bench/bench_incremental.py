@@ -21,6 +21,7 @@ from pathlib import Path
 from pipelines.connections import Registry
 from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths, configure_tools
+from pipelines.transform import run_results_file
 
 CLI = str(Path(sys.executable).with_name("segment-accounts"))
 
@@ -37,7 +38,7 @@ def timed(paths: Paths, *args: str) -> float:
 
 def slowest_nodes(paths: Paths, count: int = 8) -> str:
     """The last dbt build's slowest nodes: where a run's time goes, and so what to make incremental next."""
-    results = json.loads((paths.data / "dbt" / "target" / "run_results.json").read_text())["results"]
+    results = json.loads(run_results_file(paths).read_text())["results"]
     ranked = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:count]
     total = sum(r["execution_time"] for r in results)
     lines = [f"      {r['execution_time']:6.2f} s  {r['unique_id'].split('.', 2)[-1]}" for r in ranked]

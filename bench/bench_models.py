@@ -39,7 +39,7 @@ from pipelines.ingest import ingest
 from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths, configure_tools
 from pipelines.spool import SpoolWriter
-from pipelines.transform import dbt_command, dbt_env
+from pipelines.transform import dbt_command, dbt_env, run_results_file
 
 # Parse each payload once (DuckDB's multi-path json_extract_string parses the document a single time) and read
 # the fields every model needs; the aggregates keep the optimizer from skipping any of the work.
@@ -130,7 +130,7 @@ def dbt(paths: Paths, *args: str) -> tuple[float, int, list[dict]]:
     elapsed = time.perf_counter() - started
     if process.returncode != 0:
         sys.exit(f"dbt {' '.join(args)} failed:\n{output[-5000:]}")
-    run_results = paths.data / "dbt" / "target" / "run_results.json"
+    run_results = run_results_file(paths)
     results = json.loads(run_results.read_text())["results"] if args[0] != "parse" else []
     return elapsed, usage.ru_maxrss * 1024, results
 

@@ -30,7 +30,7 @@ from pipelines.ingest import ingest
 from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths, configure_tools
 from pipelines.spool import SpoolWriter
-from pipelines.transform import run_dbt
+from pipelines.transform import run_dbt, run_results_file
 from tests.pg_server import PostgresServer, running_postgres
 
 AS_OF = json.dumps({"account_activity_as_of": "2026-11-20T00:00:00Z"})
@@ -55,7 +55,7 @@ def timed_build(paths: Paths, env: dict[str, str]) -> tuple[float, str]:
     with mock.patch.dict(os.environ, env):
         code = run_dbt(paths, ["build", "--vars", AS_OF, *extra], quiet=True)
     seconds = time.perf_counter() - started
-    results = json.loads((paths.data / "dbt" / "target" / "run_results.json").read_text())["results"]
+    results = json.loads(run_results_file(paths).read_text())["results"]
     failed = [r["unique_id"] for r in results if r["status"] not in {"success", "pass"}]
     slowest = sorted(((r["execution_time"], r["unique_id"].split(".")[-1]) for r in results), reverse=True)[:3]
     outcome = "passed" if code == 0 else f"FAILED (exit {code}: {', '.join(failed)})"

@@ -29,8 +29,17 @@ def dbt_env(paths: Paths) -> dict[str, str]:
     return env
 
 
+def dbt_work_dir(paths: Paths) -> Path:
+    """dbt's target/ and logs/ for this installation."""
+    return paths.data / "dbt"
+
+
+def run_results_file(paths: Paths) -> Path:
+    return dbt_work_dir(paths) / "target" / "run_results.json"
+
+
 def dbt_command(paths: Paths, args: Sequence[str]) -> list[str]:
-    work = paths.data / "dbt"
+    work = dbt_work_dir(paths)
     return [
         dbt_executable(),
         *args,
@@ -61,7 +70,7 @@ def run_dbt(paths: Paths, args: Sequence[str], *, quiet: bool = False) -> int:
 def build(paths: Paths, extra: Sequence[str] = (), *, quiet: bool = False) -> int:
     """``dbt build``: seeds, models, unit tests and data tests, in dependency order."""
     # schema_change_hint reads this build's results, never an earlier build's
-    (paths.data / "dbt" / "target" / "run_results.json").unlink(missing_ok=True)
+    run_results_file(paths).unlink(missing_ok=True)
     return run_dbt(paths, ["build", *extra], quiet=quiet)
 
 
@@ -76,9 +85,8 @@ def schema_change_hint(paths: Paths, command: str) -> str | None:
     error; a rebuild from the raw layer (which keeps everything) is the fix, and the operator should not have to
     dig it out of dbt's output.
     """
-    run_results = paths.data / "dbt" / "target" / "run_results.json"
     try:
-        results = json.loads(run_results.read_text())["results"]
+        results = json.loads(run_results_file(paths).read_text())["results"]
     except (OSError, ValueError, KeyError):
         return None
     models = sorted(

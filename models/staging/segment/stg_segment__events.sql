@@ -2,8 +2,8 @@
     Rule "dedup": one event per (connection, messageId), the first received wins. Also the one place where the
     common fields of every message are typed: ids, the time rule, the type mapping.
     A table, not a view: the JSON is parsed here rather than by every model downstream, and once per event for
-    its texts and once for its objects (macro json_batch), not once per field. The whole payload
-    is not copied here: raw_events keeps it, and writing it again cost a third of this model's time.
+    its texts and once for its objects (macro json_batch), not once per field. The whole payload is not copied
+    here: raw_events keeps it, and writing it again cost a third of this model's time.
     Incremental (dbt_project.yml): a run parses only the loads it has not read (_dlt_load_id), so its cost
     follows new data. A new copy of an event already here replaces it only when it was received earlier (a
     receiver with a slow clock, an archive ingested late): the same winner a full refresh picks.
@@ -19,7 +19,8 @@
     Rule "keys in camelCase or snake_case": the top-level keys read from every event, each in both spellings
     (macro to_snake_case), camelCase winning when an event carries both; plus the nested texts later models
     filter on (context.groupId, the two email traits, the Engage computation class), so that they never parse
-    every event's JSON again on each run: `field[key]` is the expression for the key's text. `objects` are the JSON values kept whole.
+    every event's JSON again on each run: `field[key]` is the expression for the key's text. `objects` are the
+    JSON values kept whole.
 -#}
 {%- set keys = [
     'type', 'userId', 'anonymousId', 'previousId', 'groupId', 'event', 'name', 'category',
