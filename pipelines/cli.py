@@ -76,11 +76,11 @@ def ingest(files: tuple[Path, ...], connection_name: str) -> None:
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 def transform(full_refresh: bool) -> None:
     """Build the dbt models and run their tests (dbt build)."""
-    from pipelines.transform import build, schema_change_hint
+    from pipelines.transform import build, read_build_report, schema_change_hint
 
     code = build(paths(), ["--full-refresh"] if full_refresh else [])
     if code != 0:
-        hint = schema_change_hint(paths(), "transform")
+        hint = schema_change_hint(read_build_report(paths()), "transform")
         raise click.ClickException(hint or f"dbt build failed (exit {code}); see the output above")
 
 
@@ -99,12 +99,15 @@ def run(full_refresh: bool, wait: bool) -> None:
 def status(as_json: bool) -> None:
     """Spool backlog, connections and what the warehouse holds."""
     from pipelines.jobs import collect_status
+    from pipelines.transform import BuildReport
 
     report = collect_status(paths())
     if as_json:
         click.echo(json.dumps(report, default=str))
         return
     for key, value in report.items():
+        if key == "last_build":
+            value = BuildReport(**value).line() if value else "none yet (run `segment-accounts run`)"
         click.echo(f"{key:>24}: {value}")
 
 

@@ -47,7 +47,7 @@ def run_lock(paths: Paths, *, wait: bool) -> Iterator[None]:
 def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, quiet: bool = False) -> int:
     """Load then transform under the run lock; prints one summary line and returns the exit code."""
     from pipelines.loader import load
-    from pipelines.transform import build, schema_change_hint
+    from pipelines.transform import build, read_build_report, schema_change_hint
 
     started = time.perf_counter()
     try:
@@ -64,13 +64,16 @@ def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, qui
         print(f"run skipped: {busy}", file=sys.stderr)
         return EXIT_BUSY
     elapsed = time.perf_counter() - started
+    report = read_build_report(paths)
     if code != 0:
-        print(f"run failed: dbt build exited {code} after {elapsed:.1f}s ({loaded.records} records loaded)")
-        hint = schema_change_hint(paths, "run")
+        failed = f"; failed: {', '.join(report.failures)}" if report and report.failures else ""
+        print(f"run failed: dbt build exited {code} after {elapsed:.1f}s ({loaded.records} records loaded){failed}")
+        hint = schema_change_hint(report, "run")
         if hint:
             print(f"run failed: {hint}")
         return EXIT_FAILED
-    print(f"run ok: {loaded.records} records loaded, dbt build passed, {elapsed:.1f}s")
+    warned = f" with {report.warnings_text()}" if report and report.warnings else ""
+    print(f"run ok: {loaded.records} records loaded, dbt build passed{warned}, {elapsed:.1f}s")
     return EXIT_OK
 
 
@@ -86,9 +89,11 @@ def root_cause(error: BaseException) -> str:
 
 
 def collect_status(paths: Paths) -> dict[str, Any]:
-    """What an operator asks first: is anything stuck in the spool, and what has the warehouse got."""
+    """What an operator asks first: is anything stuck in the spool, what has the warehouse got, and how did the
+    last build end (its warnings, e.g. merge protection, included)."""
     from pipelines.connections import Registry
     from pipelines.spool import SpoolReader
+    from pipelines.transform import read_build_report
 
     report: dict[str, Any] = {"data_folder": str(paths.data)}
     report["connections"] = len(Registry(paths.data).list())
@@ -97,6 +102,8 @@ def collect_status(paths: Paths) -> dict[str, Any]:
     else:
         report["spool"] = None
     report["warehouse"] = _warehouse_counts(paths)
+    build = read_build_report(paths)
+    report["last_build"] = asdict(build) if build else None
     return report
 
 

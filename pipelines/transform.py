@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.settings import PROJECT_DIR, Paths
@@ -69,7 +70,7 @@ def run_dbt(paths: Paths, args: Sequence[str], *, quiet: bool = False) -> int:
 
 def build(paths: Paths, extra: Sequence[str] = (), *, quiet: bool = False) -> int:
     """``dbt build``: seeds, models, unit tests and data tests, in dependency order."""
-    # schema_change_hint reads this build's results, never an earlier build's
+    # read_build_report then reads this build's results, never an earlier build's
     run_results_file(paths).unlink(missing_ok=True)
     return run_dbt(paths, ["build", *extra], quiet=quiet)
 
@@ -78,25 +79,64 @@ def build(paths: Paths, extra: Sequence[str] = (), *, quiet: bool = False) -> in
 SCHEMA_CHANGE_ERROR = "incremental model are out of sync"
 
 
-def schema_change_hint(paths: Paths, command: str) -> str | None:
+@dataclass(frozen=True)
+class BuildReport:
+    """The last build as an operator needs it, from dbt's run_results.json: a scheduled run's one log line and
+    `status` name the data tests that warned (merge protection) or failed, which dbt's long output buries."""
+
+    finished_at: str
+    elapsed_seconds: float
+    nodes: int
+    warnings: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    schema_changed: list[str] = field(default_factory=list)
+
+    def warnings_text(self) -> str:
+        count = len(self.warnings)
+        return f"{count} warning{'s' if count != 1 else ''} ({', '.join(self.warnings)})" if count else ""
+
+    def line(self) -> str:
+        outcome = f"failed: {', '.join(self.failures)}" if self.failures else "passed"
+        warned = f" with {self.warnings_text()}" if self.warnings else ""
+        return f"{outcome}{warned} ({self.nodes} nodes in {self.elapsed_seconds} s, finished {self.finished_at})"
+
+
+def read_build_report(paths: Paths) -> BuildReport | None:
+    """None when no build has finished (or dbt stopped before writing its results)."""
+    try:
+        document = json.loads(run_results_file(paths).read_text())
+        results = document["results"]
+        finished_at = document["metadata"]["generated_at"]
+    except (OSError, ValueError, KeyError):
+        return None
+    by_status: dict[str, list[str]] = {}
+    for result in results:
+        name = result["unique_id"].split(".")[2]  # <kind>.<project>.<name>[.<hash>]
+        by_status.setdefault(result.get("status") or "", []).append(name)
+    return BuildReport(
+        finished_at=finished_at,
+        elapsed_seconds=round(float(document.get("elapsed_time") or 0.0), 1),
+        nodes=len(results),
+        warnings=sorted(by_status.get("warn", [])),
+        failures=sorted(by_status.get("error", []) + by_status.get("fail", [])),
+        schema_changed=sorted(
+            result["unique_id"].split(".")[2]
+            for result in results
+            if result.get("status") == "error" and SCHEMA_CHANGE_ERROR in (result.get("message") or "")
+        ),
+    )
+
+
+def schema_change_hint(report: BuildReport | None, command: str) -> str | None:
     """After a failed build: one line naming the incremental models whose columns changed, and the way out.
 
     An upgrade that adds or drops a column of an incremental model stops every scheduled run with dbt's long
     error; a rebuild from the raw layer (which keeps everything) is the fix, and the operator should not have to
     dig it out of dbt's output.
     """
-    try:
-        results = json.loads(run_results_file(paths).read_text())["results"]
-    except (OSError, ValueError, KeyError):
-        return None
-    models = sorted(
-        result["unique_id"].split(".")[-1]
-        for result in results
-        if result.get("status") == "error" and SCHEMA_CHANGE_ERROR in (result.get("message") or "")
-    )
-    if not models:
+    if report is None or not report.schema_changed:
         return None
     return (
-        f"the columns of {', '.join(models)} changed (a new version?): rebuild once from the raw layer, "
-        f"which loses nothing, with `segment-accounts {command} --full-refresh`"
+        f"the columns of {', '.join(report.schema_changed)} changed (a new version?): rebuild once from the raw "
+        f"layer, which loses nothing, with `segment-accounts {command} --full-refresh`"
     )

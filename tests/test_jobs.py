@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -87,6 +88,7 @@ def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
 
     failed = run_cli("run", check=False)
     assert failed.returncode == 1
+    assert "; failed: stg_segment__events" in failed.stdout
     last = failed.stdout.strip().splitlines()[-1]
     assert last.startswith("run failed: the columns of stg_segment__events changed"), last
     assert "segment-accounts run --full-refresh" in last
@@ -97,3 +99,36 @@ def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
         assert con.execute("select count(*) from main.fct_events").fetchone()[0] == 1
         columns = [row[0] for row in con.execute("describe main.stg_segment__events").fetchall()]
     assert "legacy_column" not in columns
+
+
+def test_merge_protection_warning_reaches_the_run_line_and_status(
+    paths: Paths, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A contact that gathers more user ids than max_user_ids_per_contact (100) is a warning, not a failure: the
+    scheduled run's one log line and `status` must name it, or nobody sees it."""
+    Registry(paths.data).add("web")
+    aliases = [
+        json.dumps(
+            {
+                "type": "alias",
+                "messageId": f"a-{i}",
+                "previousId": f"u-{i}",
+                "userId": f"u-{i + 1}",
+                "timestamp": "2026-11-01T10:00:00Z",
+            }
+        )
+        for i in range(101)  # 102 user ids in one chain
+    ]
+    source = tmp_path / "aliases.ndjson"
+    source.write_text("\n".join(aliases) + "\n")
+    run_cli("ingest", str(source), "--connection", "web")
+
+    result = run_cli("run")
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("run ok: 101 records loaded, dbt build passed with 1 warning"), last
+    assert "(assert_contacts_within_max_user_ids)" in last
+
+    report = json.loads(run_cli("status", "--json").stdout)["last_build"]
+    assert report["warnings"] == ["assert_contacts_within_max_user_ids"]
+    assert report["failures"] == []
+    assert "passed with 1 warning" in run_cli("status").stdout
