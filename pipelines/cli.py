@@ -95,6 +95,22 @@ def run(full_refresh: bool, wait: bool) -> None:
 
 
 @main.command()
+def freshness() -> None:
+    """Has Segment stopped delivering? dbt's source freshness: exit 0 pass or warn, 1 error."""
+    from pipelines.freshness import check_freshness
+
+    code, results = check_freshness(paths())
+    for result in results:
+        click.echo(result.line())
+    if code != 0:
+        if not results:
+            raise click.ClickException(
+                f"dbt source freshness failed (exit {code}), output above; has `segment-accounts load` run yet?"
+            )
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object for scripts.")
 def status(as_json: bool) -> None:
     """Spool backlog, connections and what the warehouse holds."""

@@ -132,3 +132,30 @@ def test_merge_protection_warning_reaches_the_run_line_and_status(
     assert report["warnings"] == ["assert_contacts_within_max_user_ids"]
     assert report["failures"] == []
     assert "passed with 1 warning" in run_cli("status").stdout
+
+
+def test_freshness_follows_the_age_of_the_last_event(paths: Paths, run_cli: RunCli, tmp_path: Path) -> None:
+    """Segment going quiet is silent at the receiver; `freshness` is the alarm: pass, then warn after 24 h, then
+    exit 1 after 72 h without a new event (the thresholds on the `segment` source)."""
+    Registry(paths.data).add("web")
+    source = tmp_path / "e.ndjson"
+    source.write_text(EVENT + "\n")
+    run_cli("ingest", str(source), "--connection", "web")
+    run_cli("run")
+
+    fresh = run_cli("freshness")
+    assert fresh.stdout.strip().startswith("freshness pass: raw_events last received"), fresh.stdout
+
+    def age_events_by(hours: int) -> None:
+        with duckdb.connect(str(paths.warehouse)) as con:
+            con.execute(f"update segment_raw.raw_events set received_at = received_at - interval {hours} hour")
+
+    age_events_by(30)
+    stale = run_cli("freshness")
+    assert stale.stdout.strip().startswith("freshness warn: raw_events last received 30.0 h ago"), stale.stdout
+    assert "(warn after 24 hours, error after 72 hours)" in stale.stdout
+
+    age_events_by(50)
+    silent = run_cli("freshness", check=False)
+    assert silent.returncode == 1
+    assert silent.stdout.strip().startswith("freshness error: raw_events last received 3.3 days ago"), silent.stdout
