@@ -28,6 +28,7 @@ from pipelines.connections import ConnectionConfigError, Credentials, Registry
 from pipelines.jobs import EXIT_OK, run_job
 from pipelines.sample_data import TrafficGenerator
 from pipelines.settings import Paths
+from pipelines.transform import read_build_report
 
 DEMO_CONNECTION = "demo-web"
 WEBHOOK_ARRAY_SIZE = 20
@@ -170,8 +171,12 @@ def show_results(warehouse: Path) -> None:
 
 def run_demo(paths: Paths, events: int) -> int:
     send_over_http(paths, events)
-    # A full refresh: the demo's folder may hold tables an older version built, with other columns.
-    code = run_job(paths, quiet=True, full_refresh=True)
+    code = run_job(paths, quiet=True)
+    report = read_build_report(paths)
+    if code != EXIT_OK and report is not None and report.schema_changed:
+        # a demo folder from an older version: rebuild it, as the line above tells an operator to
+        click.echo("demo: rebuilding the tables an older version built, from the raw layer")
+        code = run_job(paths, quiet=True, full_refresh=True)
     if code == EXIT_OK:
         show_results(paths.warehouse)
     return code
