@@ -118,3 +118,20 @@ def test_cli_and_receiver_traffic_resolves_to_the_expected_contacts_and_accounts
     assert accounts == {"acme-corp": "Acme Corp", "initech.com": "initech.com", "globex": "Globex"}
     assert event_count == 10  # 11 received, the re-delivered w3 counted once
     assert ann_events == 4  # w1 (anonymous, stitched), w2, w6, w8
+
+
+@pytest.mark.slow
+def test_demo_shows_accounts_and_rebuilds_tables_an_older_version_built(paths: Paths, run_cli: RunCli) -> None:
+    """`make demo` twice on one folder must keep working, also after an upgrade changed an incremental model."""
+    first = run_cli("demo", "--events", "200")
+    assert "resolved accounts" in first.stdout
+    assert "rebuilding" not in first.stdout
+    with duckdb.connect(str(paths.warehouse)) as con:  # the staging table as an older version built it
+        con.execute("alter table main.stg_segment__events add column legacy_column varchar")
+
+    second = run_cli("demo", "--events", "200")
+    assert "demo: rebuilding the tables an older version built" in second.stdout
+    assert "resolved accounts" in second.stdout
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        columns = [row[0] for row in con.execute("describe main.stg_segment__events").fetchall()]
+    assert "legacy_column" not in columns
