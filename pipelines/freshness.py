@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 from pipelines.settings import Paths
-from pipelines.transform import dbt_work_dir, run_dbt
+from pipelines.transform import dbt_artifact, run_dbt
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def _age(seconds: float) -> str:
 
 def check_freshness(paths: Paths) -> tuple[int, list[SourceFreshness]]:
     """Run `dbt source freshness`; its exit code and one result per source table that has a threshold."""
-    sources_file = dbt_work_dir(paths) / "target" / "sources.json"
+    sources_file = dbt_artifact(paths, "sources.json")
     sources_file.unlink(missing_ok=True)  # never report an earlier check
     code = run_dbt(paths, ["source", "freshness"], quiet=True)
     try:

@@ -66,14 +66,14 @@ def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, qui
     elapsed = time.perf_counter() - started
     report = read_build_report(paths)
     if code != 0:
-        failed = f"; failed: {', '.join(report.failures)}" if report and report.failures else ""
+        failed = f"; {report.outcome()}" if report and report.failures else ""
         print(f"run failed: dbt build exited {code} after {elapsed:.1f}s ({loaded.records} records loaded){failed}")
         hint = schema_change_hint(report, "run")
         if hint:
             print(f"run failed: {hint}")
         return EXIT_FAILED
-    warned = f" with {report.warnings_text()}" if report and report.warnings else ""
-    print(f"run ok: {loaded.records} records loaded, dbt build passed{warned}, {elapsed:.1f}s")
+    outcome = report.outcome() if report else "passed"
+    print(f"run ok: {loaded.records} records loaded, dbt build {outcome}, {elapsed:.1f}s")
     return EXIT_OK
 
 

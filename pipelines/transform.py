@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.settings import PROJECT_DIR, Paths
@@ -35,8 +35,13 @@ def dbt_work_dir(paths: Paths) -> Path:
     return paths.data / "dbt"
 
 
+def dbt_artifact(paths: Paths, name: str) -> Path:
+    """A file dbt writes into target/: run_results.json (build), sources.json (source freshness)."""
+    return dbt_work_dir(paths) / "target" / name
+
+
 def run_results_file(paths: Paths) -> Path:
-    return dbt_work_dir(paths) / "target" / "run_results.json"
+    return dbt_artifact(paths, "run_results.json")
 
 
 def dbt_command(paths: Paths, args: Sequence[str]) -> list[str]:
@@ -87,18 +92,21 @@ class BuildReport:
     finished_at: str
     elapsed_seconds: float
     nodes: int
-    warnings: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    schema_changed: list[str] = field(default_factory=list)
+    warnings: list[str]
+    failures: list[str]
+    schema_changed: list[str]
 
-    def warnings_text(self) -> str:
+    def outcome(self) -> str:
+        """`passed`, `passed with 1 warning (name)`, or `failed: names`: what a log line needs."""
+        if self.failures:
+            return f"failed: {', '.join(self.failures)}"
         count = len(self.warnings)
-        return f"{count} warning{'s' if count != 1 else ''} ({', '.join(self.warnings)})" if count else ""
+        if not count:
+            return "passed"
+        return f"passed with {count} warning{'s' if count != 1 else ''} ({', '.join(self.warnings)})"
 
     def line(self) -> str:
-        outcome = f"failed: {', '.join(self.failures)}" if self.failures else "passed"
-        warned = f" with {self.warnings_text()}" if self.warnings else ""
-        return f"{outcome}{warned} ({self.nodes} nodes in {self.elapsed_seconds} s, finished {self.finished_at})"
+        return f"{self.outcome()} ({self.nodes} nodes in {self.elapsed_seconds} s, finished {self.finished_at})"
 
 
 def read_build_report(paths: Paths) -> BuildReport | None:
@@ -109,21 +117,23 @@ def read_build_report(paths: Paths) -> BuildReport | None:
         finished_at = document["metadata"]["generated_at"]
     except (OSError, ValueError, KeyError):
         return None
-    by_status: dict[str, list[str]] = {}
-    for result in results:
+    warnings, failures, schema_changed = [], [], []
+    for result in sorted(results, key=lambda result: result["unique_id"]):
         name = result["unique_id"].split(".")[2]  # <kind>.<project>.<name>[.<hash>]
-        by_status.setdefault(result.get("status") or "", []).append(name)
+        status = result.get("status")
+        if status == "warn":
+            warnings.append(name)
+        elif status in ("error", "fail"):
+            failures.append(name)
+            if SCHEMA_CHANGE_ERROR in (result.get("message") or ""):
+                schema_changed.append(name)
     return BuildReport(
         finished_at=finished_at,
         elapsed_seconds=round(float(document.get("elapsed_time") or 0.0), 1),
         nodes=len(results),
-        warnings=sorted(by_status.get("warn", [])),
-        failures=sorted(by_status.get("error", []) + by_status.get("fail", [])),
-        schema_changed=sorted(
-            result["unique_id"].split(".")[2]
-            for result in results
-            if result.get("status") == "error" and SCHEMA_CHANGE_ERROR in (result.get("message") or "")
-        ),
+        warnings=warnings,
+        failures=failures,
+        schema_changed=schema_changed,
     )
 
 
