@@ -36,6 +36,7 @@ import duckdb
 
 from pipelines.connections import Registry
 from pipelines.ingest import ingest
+from pipelines.jobs import SCHEDULED_BUILD_OPTIONS
 from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths, configure_tools
 from pipelines.spool import SpoolWriter
@@ -182,7 +183,7 @@ def main() -> int:
             builds.append(seconds)
             peak = max(peak, rss)
             in_dbt.append(results)
-            scheduled.append(dbt(paths, "build", "--full-refresh", "--exclude-resource-type", "unit_test")[0])
+            scheduled.append(dbt(paths, "build", "--full-refresh", *SCHEDULED_BUILD_OPTIONS)[0])
             empty_builds.append(dbt(empty, "build", "--full-refresh")[0])
         _, scan_rss = scan(paths, 1)
 

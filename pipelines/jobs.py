@@ -22,6 +22,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BUSY = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 
+# Unit tests check the SQL, not the data: CI and `transform` run them; a schedule need not every time.
+SCHEDULED_BUILD_OPTIONS = ("--exclude-resource-type", "unit_test")
+
 
 class Busy(RuntimeError):
     """Another run holds the lock."""
@@ -57,8 +60,7 @@ def run_job(paths: Paths, *, full_refresh: bool = False, wait: bool = False, qui
             except Exception as error:  # any loader failure: report it, leave the cursor where it was
                 print(f"run failed: load: {root_cause(error)}", file=sys.stderr)
                 return EXIT_FAILED
-            # Unit tests check the SQL, not the data: CI and `transform` run them; a schedule need not every time.
-            options = ["--exclude-resource-type", "unit_test", *(["--full-refresh"] if full_refresh else [])]
+            options = [*SCHEDULED_BUILD_OPTIONS, *(["--full-refresh"] if full_refresh else [])]
             code = build(paths, options, quiet=quiet)
     except Busy as busy:
         print(f"run skipped: {busy}", file=sys.stderr)
