@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test test-spark test-cloud venv lint bench clean postgres-binaries java
+.PHONY: demo test test-long test-spark test-cloud venv lint bench clean postgres-binaries java
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ lint: venv
 
 test: venv lint postgres-binaries
 	$(BIN)/pytest
+
+# The long variants (marker `long`): more generated input and more repetitions than `make test` can afford.
+test-long: venv postgres-binaries
+	$(BIN)/pytest -m long || [ $$? -eq 5 ]  # 5: none collected
 
 bench: venv
 	$(BIN)/python bench/run_all.py
