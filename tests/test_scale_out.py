@@ -1,0 +1,266 @@
+"""Scaling out, as an operator would run it: two hosts, each with its own receiver, spool and loader, one shared
+connection registry (``SEGMENT_ACCOUNTS_REGISTRY``) and one PostgreSQL warehouse.
+
+Signed webhooks and ``/v1/batch`` calls go to either receiver, some messageIds to both (a Segment retry that
+reached the other host). Both hosts' loads start together, round after round, the first load (which creates
+every table) included; one round of loads runs while dbt builds. Then one more build: every acknowledged event
+is in ``fct_events`` exactly once, the connections are there once each, and the marts equal a one-host DuckDB
+build of the same spooled records (each host's spool is copied before its load and replayed into DuckDB).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg2
+import pytest
+
+from pipelines.connections import Credentials, Registry
+from pipelines.demo import DemoSender, free_port, wait_healthy
+from pipelines.jobs import SCHEDULED_BUILD_OPTIONS
+from pipelines.sample_data import TrafficGenerator
+from pipelines.settings import Paths
+from pipelines.transform import dbt_command, dbt_env
+from tests.conftest import CLI
+from tests.pg_server import PostgresServer, running_postgres
+from tests.test_postgres import AS_OF, MARTS, _duck_rows, _normalized, _pg_rows
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+HOSTS = ("host-a", "host-b")
+CHUNK = 10
+"""Events per request."""
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    with running_postgres(timezone="Pacific/Chatham") as server:
+        yield server
+
+
+def _pg(server: PostgresServer) -> Any:
+    con = psycopg2.connect(host=server.host, port=server.port, user=server.user, dbname=server.database)
+    con.set_session(autocommit=True)
+    return con
+
+
+def _query(server: PostgresServer, sql: str) -> list[tuple]:
+    con = _pg(server)
+    try:
+        with con.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall()
+    finally:
+        con.close()
+
+
+class Host:
+    """One machine of the installation: its data folder (spool, dlt state), the shared registry, one loader name."""
+
+    def __init__(self, name: str, root: Path, registry: Path, server: PostgresServer, raw_schema: str) -> None:
+        self.name = name
+        self.paths = Paths(root / name)
+        self.env = dict(
+            os.environ,
+            SEGMENT_ACCOUNTS_DATA=str(self.paths.data),
+            SEGMENT_ACCOUNTS_REGISTRY=str(registry),
+            SEGMENT_ACCOUNTS_TARGET="postgres",
+            SEGMENT_ACCOUNTS_LOADER_NAME=f"segment_accounts_{name.replace('-', '_')}",
+            SEGMENT_ACCOUNTS_RAW_SCHEMA=raw_schema,
+            **server.env(),
+        )
+        self.server: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def serve(self) -> None:
+        self.port = free_port()
+        self.server = subprocess.Popen(
+            [CLI, "serve", "--port", str(self.port)], env=self.env, stderr=subprocess.DEVNULL
+        )
+        wait_healthy(self.port, self.server)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.send_signal(signal.SIGTERM)
+            self.server.wait(timeout=30)
+
+    def load(self) -> subprocess.Popen[str]:
+        return subprocess.Popen([CLI, "load"], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _loads_together(hosts: list[Host]) -> None:
+    """Every host's `load` started at the same moment; each must succeed."""
+    running = [host.load() for host in hosts]
+    for host, process in zip(hosts, running, strict=True):
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{host.name} load failed:\n{out}\n{err}"
+
+
+def _send(hosts: list[Host], senders: dict[tuple[str, str], DemoSender], events: list[tuple[str, dict]]) -> set:
+    """Each chunk to one receiver (a webhook array or a Tracking API batch), every fourth chunk to both.
+
+    Returns the acknowledged (connection_id, messageId): DemoSender raises on anything but 200."""
+    acknowledged = set()
+    for n, chunk in enumerate(itertools.batched(events, CHUNK)):
+        connection_id = chunk[0][0]  # _traffic keeps each chunk on one connection
+        payloads = [event for _, event in chunk]
+        targets = hosts if n % 4 == 0 else [hosts[n % 2]]
+        for host in targets:
+            sender = senders[(host.name, connection_id)]
+            if n % 3 == 0:
+                sender.tracking_batch(payloads)
+            else:
+                sender.webhook(payloads)
+        acknowledged |= {(connection_id, event["messageId"]) for event in payloads}
+    return acknowledged
+
+
+def _traffic(connections: dict[str, str], seed: int, count: int) -> list[tuple[str, dict]]:
+    """Generated events, in runs of CHUNK per connection."""
+    names = sorted(connections)
+    out = []
+    for n, event in enumerate(TrafficGenerator(seed=seed, engage=0.05).events(count)):
+        out.append((connections[names[(n // CHUNK) % len(names)]], event))
+    return out
+
+
+def _snapshot_spool(host: Host, copies: Path, label: str) -> Path:
+    """The host's spool as its next load will read it (cursor included), for the one-host replay."""
+    target = copies / f"{label}-{host.name}"
+    shutil.copytree(host.paths.spool, target, ignore=shutil.ignore_patterns("*.lock"))
+    return target
+
+
+def _build(host: Host, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`dbt build` as a schedule runs it (no unit tests: the Postgres suite runs them)."""
+    return subprocess.Popen(
+        dbt_command(
+            host.paths,
+            [
+                "build",
+                *SCHEDULED_BUILD_OPTIONS,
+                "--vars",
+                f'{{"account_activity_as_of": "{AS_OF["account_activity_as_of"]}"}}',
+            ],
+        ),
+        env={**dbt_env(host.paths), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _built(process: subprocess.Popen[str], what: str) -> None:
+    out, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, f"{what} failed:\n{out[-6000:]}"
+
+
+def _two_hosts(tmp: Path, server: PostgresServer, raw_schema: str) -> tuple[list[Host], dict[str, str], dict]:
+    registry_dir = tmp / "registry"
+    hosts = [Host(name, tmp, registry_dir, server, raw_schema) for name in HOSTS]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEGMENT_ACCOUNTS_REGISTRY", str(registry_dir))
+        registry = Registry(hosts[0].paths.data)
+        web, web_credentials = registry.add("web")
+        app, app_credentials = registry.add(
+            "app", account_mapping="traits", account_id_trait="company.id", account_name_trait="company.name"
+        )
+    connections = {"web": web.connection_id, "app": app.connection_id}
+    credentials: dict[str, Credentials] = {web.connection_id: web_credentials, app.connection_id: app_credentials}
+    return hosts, connections, credentials
+
+
+def _run_two_hosts(tmp: Path, server: PostgresServer, rounds: int, events_per_round: int) -> dict[str, Any]:
+    raw_schema = "segment_raw"
+    hosts, connections, credentials = _two_hosts(tmp, server, raw_schema)
+    copies = tmp / "spool-copies"
+    replay: list[Path] = []
+    acknowledged: set = set()
+    for host in hosts:
+        host.serve()
+    try:
+        senders = {
+            (host.name, cid): DemoSender(host.port, cid, creds) for host in hosts for cid, creds in credentials.items()
+        }
+        for n in range(rounds):
+            acknowledged |= _send(hosts, senders, _traffic(connections, seed=100 + n, count=events_per_round))
+            replay += [_snapshot_spool(host, copies, f"round{n}") for host in hosts]
+            _loads_together(hosts)
+            duplicated = _query(
+                server,
+                f"select _dlt_load_id, connection_id from {raw_schema}.connections group by 1, 2 having count(*) > 1",
+            )
+            assert not duplicated, f"round {n}: a load wrote a connection twice: {duplicated}"
+
+        # Both loads while dbt builds: what they bring must reach the next build, none of it lost.
+        acknowledged |= _send(hosts, senders, _traffic(connections, seed=999, count=events_per_round))
+        replay += [_snapshot_spool(host, copies, "during-build") for host in hosts]
+        building = _build(hosts[0], hosts[0].env)
+        time.sleep(2)  # dbt is past its start-up and reading the raw tables
+        _loads_together(hosts)
+        overlapped = building.poll() is None
+        _built(building, "the build during the loads")
+        assert overlapped, "the loads finished after the build: nothing was tested"
+    finally:
+        for host in hosts:
+            host.stop()
+    _built(_build(hosts[0], hosts[0].env), "the build after the loads")
+
+    # One host, one DuckDB warehouse: every spool copy replayed in turn into one data folder.
+    one_host = Paths(tmp / "one-host")
+    duck_env = {**hosts[0].env, "SEGMENT_ACCOUNTS_DATA": str(one_host.data), "SEGMENT_ACCOUNTS_TARGET": "duckdb"}
+    for copy in replay:
+        shutil.rmtree(one_host.spool, ignore_errors=True)
+        shutil.copytree(copy, one_host.spool)
+        loaded = subprocess.run([CLI, "load"], env=duck_env, capture_output=True, text=True, timeout=300, check=False)
+        assert loaded.returncode == 0, loaded.stderr
+    duck_host = Host("one-host", tmp, tmp / "registry", server, raw_schema)
+    _built(_build(duck_host, duck_env), "the one-host DuckDB build")
+    return {"acknowledged": acknowledged, "duckdb": one_host.warehouse, "connections": connections}
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> dict[str, Any]:
+    return _run_two_hosts(tmp_path_factory.mktemp("scale-out"), postgres, rounds=3, events_per_round=400)
+
+
+def test_every_acknowledged_event_once(two_hosts: dict[str, Any], postgres: PostgresServer) -> None:
+    rows = _query(postgres, "select connection_id, message_id from analytics.fct_events")
+    assert len(rows) == len(set(rows)), "an event twice in fct_events"
+    assert set(rows) == two_hosts["acknowledged"]
+    raw = _query(postgres, "select count(*) from segment_raw.raw_events")[0][0]
+    assert raw > len(rows), "no messageId reached both receivers: the deduplication was not exercised"
+
+
+def test_connections_once_each(two_hosts: dict[str, Any], postgres: PostgresServer) -> None:
+    rows = _query(postgres, "select connection_id, connection_name from analytics.stg_segment__connections")
+    assert sorted(rows) == sorted((cid, name) for name, cid in two_hosts["connections"].items())
+
+
+@pytest.mark.parametrize("mart", sorted(MARTS))
+def test_marts_equal_a_one_host_duckdb_build(mart: str, two_hosts: dict[str, Any], postgres: PostgresServer) -> None:
+    con = _pg(postgres)
+    duck = duckdb.connect(str(two_hosts["duckdb"]), read_only=True)
+    try:
+        pg_columns, pg_rows = _pg_rows(con, f"select * from analytics.{mart}")
+        duck_columns, duck_rows = _duck_rows(duck, f"select * from main.{mart}")
+    finally:
+        con.close()
+        duck.close()
+    assert pg_columns == duck_columns
+    kept = [i for i, column in enumerate(duck_columns) if column != "source_fingerprint"]
+    columns = [duck_columns[i] for i in kept]
+    expected = _normalized(columns, [tuple(row[i] for i in kept) for row in duck_rows], MARTS[mart])
+    actual = _normalized(columns, [tuple(row[i] for i in kept) for row in pg_rows], MARTS[mart])
+    assert len(actual) == len(expected)
+    differing = [(a, e) for a, e in zip(actual, expected, strict=True) if a != e]
+    assert not differing, f"{len(differing)} rows differ, first: {differing[0]}"
