@@ -10,7 +10,6 @@ build of the same spooled records (each host's spool is copied before its load a
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import duckdb
 import psycopg2
@@ -27,7 +27,8 @@ import pytest
 from pipelines.connections import Credentials, Registry
 from pipelines.demo import DemoSender, free_port, wait_healthy
 from pipelines.jobs import SCHEDULED_BUILD_OPTIONS
-from pipelines.sample_data import TrafficGenerator
+from pipelines.loader import load
+from pipelines.sample_data import TrafficGenerator, write_ndjson
 from pipelines.settings import Paths
 from pipelines.transform import dbt_command, dbt_env
 from tests.conftest import CLI
@@ -110,7 +111,7 @@ def _send(hosts: list[Host], senders: dict[tuple[str, str], DemoSender], events:
 
     Returns the acknowledged (connection_id, messageId): DemoSender raises on anything but 200."""
     acknowledged = set()
-    for n, chunk in enumerate(itertools.batched(events, CHUNK)):
+    for n, chunk in enumerate(events[i : i + CHUNK] for i in range(0, len(events), CHUNK)):
         connection_id = chunk[0][0]  # _traffic keeps each chunk on one connection
         payloads = [event for _, event in chunk]
         targets = hosts if n % 4 == 0 else [hosts[n % 2]]
@@ -140,7 +141,7 @@ def _snapshot_spool(host: Host, copies: Path, label: str) -> Path:
     return target
 
 
-def _build(host: Host, env: dict[str, str]) -> subprocess.Popen[str]:
+def _build(host: Host) -> subprocess.Popen[str]:
     """`dbt build` as a schedule runs it (no unit tests: the Postgres suite runs them)."""
     return subprocess.Popen(
         dbt_command(
@@ -152,7 +153,7 @@ def _build(host: Host, env: dict[str, str]) -> subprocess.Popen[str]:
                 f'{{"account_activity_as_of": "{AS_OF["account_activity_as_of"]}"}}',
             ],
         ),
-        env={**dbt_env(host.paths), **env},
+        env={**dbt_env(host.paths), **host.env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -160,7 +161,9 @@ def _build(host: Host, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _built(process: subprocess.Popen[str], what: str) -> None:
+    started = time.perf_counter()
     out, _ = process.communicate(timeout=900)
+    print(f"{what}: {time.perf_counter() - started:.0f}s")
     assert process.returncode == 0, f"{what} failed:\n{out[-6000:]}"
 
 
@@ -204,7 +207,7 @@ def _run_two_hosts(tmp: Path, server: PostgresServer, rounds: int, events_per_ro
         # Both loads while dbt builds: what they bring must reach the next build, none of it lost.
         acknowledged |= _send(hosts, senders, _traffic(connections, seed=999, count=events_per_round))
         replay += [_snapshot_spool(host, copies, "during-build") for host in hosts]
-        building = _build(hosts[0], hosts[0].env)
+        building = _build(hosts[0])
         time.sleep(2)  # dbt is past its start-up and reading the raw tables
         _loads_together(hosts)
         overlapped = building.poll() is None
@@ -213,28 +216,33 @@ def _run_two_hosts(tmp: Path, server: PostgresServer, rounds: int, events_per_ro
     finally:
         for host in hosts:
             host.stop()
-    _built(_build(hosts[0], hosts[0].env), "the build after the loads")
+    _built(_build(hosts[0]), "the build after the loads")
 
-    # One host, one DuckDB warehouse: every spool copy replayed in turn into one data folder.
-    one_host = Paths(tmp / "one-host")
-    duck_env = {**hosts[0].env, "SEGMENT_ACCOUNTS_DATA": str(one_host.data), "SEGMENT_ACCOUNTS_TARGET": "duckdb"}
-    for copy in replay:
-        shutil.rmtree(one_host.spool, ignore_errors=True)
-        shutil.copytree(copy, one_host.spool)
-        loaded = subprocess.run([CLI, "load"], env=duck_env, capture_output=True, text=True, timeout=300, check=False)
-        assert loaded.returncode == 0, loaded.stderr
-    duck_host = Host("one-host", tmp, tmp / "registry", server, raw_schema)
-    _built(_build(duck_host, duck_env), "the one-host DuckDB build")
-    return {"acknowledged": acknowledged, "duckdb": one_host.warehouse, "connections": connections}
+    # One host, one DuckDB warehouse: every spool copy replayed in turn into one data folder (in this process:
+    # a child per copy would pay dlt's import each time).
+    one_host = Host("one-host", tmp, tmp / "registry", server, raw_schema)
+    one_host.env.update(SEGMENT_ACCOUNTS_TARGET="duckdb")
+    with mock.patch.dict(os.environ, one_host.env):
+        for copy in replay:
+            shutil.rmtree(one_host.paths.spool, ignore_errors=True)
+            shutil.copytree(copy, one_host.paths.spool)
+            load(one_host.paths)
+    _built(_build(one_host), "the one-host DuckDB build")
+    return {"acknowledged": acknowledged, "duckdb": one_host.paths.warehouse, "connections": connections}
 
 
 @pytest.fixture(scope="module")
 def two_hosts(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> dict[str, Any]:
-    return _run_two_hosts(tmp_path_factory.mktemp("scale-out"), postgres, rounds=3, events_per_round=400)
+    """Two rounds of loads started together (the first creates every table), then a third during a build."""
+    return _run_two_hosts(tmp_path_factory.mktemp("scale-out"), postgres, rounds=2, events_per_round=150)
 
 
 def test_every_acknowledged_event_once(two_hosts: dict[str, Any], postgres: PostgresServer) -> None:
-    rows = _query(postgres, "select connection_id, message_id from analytics.fct_events")
+    rows = _query(
+        postgres,
+        "select connections.connection_id, events.message_id from analytics.fct_events as events"
+        " inner join analytics.stg_segment__connections as connections using (connection_name)",
+    )
     assert len(rows) == len(set(rows)), "an event twice in fct_events"
     assert set(rows) == two_hosts["acknowledged"]
     raw = _query(postgres, "select count(*) from segment_raw.raw_events")[0][0]
@@ -264,3 +272,61 @@ def test_marts_equal_a_one_host_duckdb_build(mart: str, two_hosts: dict[str, Any
     assert len(actual) == len(expected)
     differing = [(a, e) for a, e in zip(actual, expected, strict=True) if a != e]
     assert not differing, f"{len(differing)} rows differ, first: {differing[0]}"
+
+
+def _wait_for_lock_waits(server: PostgresServer, sessions: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = _query(server, "select count(*) from pg_stat_activity where wait_event_type = 'Lock'")[0][0]
+        if waiting >= sessions:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {sessions} loaders reached their CREATE TABLE within {timeout}s")
+
+
+def test_two_first_loads_creating_the_same_tables_both_land(tmp_path: Path, postgres: PostgresServer) -> None:
+    """The first-load race made certain: a table appears between each loader's look and its CREATE TABLE.
+
+    An open transaction here creates raw_events (one column) and holds it until both loaders wait on it; its
+    commit makes both loaders' CREATE TABLE fail, as a faster loader's would. Each must try again, find the
+    table, add the columns it lacks and land every record.
+    """
+    raw_schema = "raw_first_load_race"
+    hosts, _, _ = _two_hosts(tmp_path, postgres, raw_schema)
+    for n, host in enumerate(hosts):
+        events = tmp_path / f"{host.name}.ndjson"
+        write_ndjson(events, 50, seed=n)
+        ingested = subprocess.run(
+            [CLI, "ingest", str(events), "--connection", "web"], env=host.env, capture_output=True, check=False
+        )
+        assert ingested.returncode == 0, ingested.stderr
+    blocker = _pg(postgres)
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute(f"create schema {raw_schema}")
+            blocker.autocommit = False
+            cursor.execute(f"create table {raw_schema}.raw_events (connection_id text)")
+            running = [host.load() for host in hosts]
+            _wait_for_lock_waits(postgres, sessions=len(hosts))
+        blocker.commit()
+    finally:
+        blocker.close()
+    for host, process in zip(hosts, running, strict=True):
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{host.name} load failed:\n{out}\n{err}"
+    assert _query(postgres, f"select count(*) from {raw_schema}.raw_events")[0][0] == 100
+    snapshots = _query(postgres, f"select _dlt_load_id, count(*) from {raw_schema}.connections group by 1")
+    assert [count for _, count in snapshots] == [2, 2]  # web and app, once per load
+
+
+@pytest.mark.long
+def test_two_hosts_many_rounds(tmp_path: Path) -> None:
+    """The two-host run with more rounds of simultaneous loads and more traffic, on a server of its own."""
+    with running_postgres() as server:
+        result = _run_two_hosts(tmp_path, server, rounds=8, events_per_round=500)
+        rows = _query(
+            server,
+            "select connections.connection_id, events.message_id from analytics.fct_events as events"
+            " inner join analytics.stg_segment__connections as connections using (connection_name)",
+        )
+    assert len(rows) == len(set(rows)) and set(rows) == result["acknowledged"]
