@@ -61,10 +61,11 @@ raw_events as (
     select * from {{ source('segment', 'raw_events') }}
     -- only loads dlt has recorded complete: a load still running (another loader's, while this builds) may
     -- have committed some of its files and not the rest, and a load id read here is never read again
-    where _dlt_load_id in (
-        select dlt_loads.load_id from dlt_loads
-        where dlt_loads.status = 0
-    )
+    where
+        _dlt_load_id in (
+            select dlt_loads.load_id from dlt_loads
+            where dlt_loads.status = 0
+        )
     {% if is_incremental() -%}
         -- the loads no run has read: not "after the greatest load id", because loaders running side by side
         -- (one per spool) can commit an older load id after a newer one. A load all of whose rows lost to
