@@ -72,7 +72,8 @@ def _host_env(data: Path, registry: Path, loader: str) -> dict[str, str]:
 def _loads_together(hosts: dict[Path, dict[str, str]]) -> None:
     """Both hosts' `load` started at the same moment, into one lake."""
     running = {
-        data: subprocess.Popen([CLI, "load"], env=env, capture_output=True, text=True) for data, env in hosts.items()
+        data: subprocess.Popen([CLI, "load"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for data, env in hosts.items()
     }
     for data, process in running.items():
         out, err = process.communicate(timeout=300)
