@@ -3,7 +3,7 @@
 Prints figures only, as ratios against a baseline measured in the same run (machines are shared and noisy):
 
 - signed single-event webhooks/s and ``/v1/batch`` events/s with 1, 2 and 4 worker processes, against 1 worker
-  (measured first and again last; the baseline is their mean, so drift in the machine's load shows);
+  (measured in the order 1, 2, 4, 4, 2, 1, each figure the mean of its two, so steady drift cancels);
 - two loaders at once (two spools of N events, into one throwaway PostgreSQL server) against one loader
   moving the same 2N events from one spool: events per second of wall time.
 
@@ -66,25 +66,28 @@ def receivers(duration: float, connections: int, batch_size: int) -> None:
                 server.stop()
             return hooks, batches
 
-        runs = {workers: measure(workers) for workers in (1, 2, 4)}
-        again = measure(1)
-        base_hooks = (runs[1][0].requests_per_s + again[0].requests_per_s) / 2
-        base_events = (runs[1][1].requests_per_s + again[1].requests_per_s) / 2 * batch_size
+        # 1, 2, 4, 4, 2, 1: each figure is the mean of two measurements placed symmetrically in time, so a
+        # machine whose load drifts steadily during the run skews no worker count against another
+        order = (1, 2, 4, 4, 2, 1)
+        measured: dict[int, list[tuple[Result, Result]]] = {1: [], 2: [], 4: []}
+        for workers in order:
+            measured[workers].append(measure(workers))
+
+        def mean(workers: int, which: int) -> float:
+            return sum(pair[which].requests_per_s for pair in measured[workers]) / len(measured[workers])
+
+        base_hooks, base_events = mean(1, 0), mean(1, 1) * batch_size
         print(f"receiver processes ({connections} connections, {seconds}s per figure, /v1/batch x{batch_size}):")
         print(f"{'workers':>8} {'webhooks/s':>11} {'vs 1':>6} {'batch events/s':>15} {'vs 1':>6} {'errors':>7}")
-        print(
-            f"{'1 (mean)':>8} {base_hooks:>11,.0f} {'100%':>6} {base_events:>15,.0f} {'100%':>6} "
-            f"{runs[1][0].errors + runs[1][1].errors + again[0].errors + again[1].errors:>7}"
-        )
-        for workers in (2, 4):
-            hooks, batches = runs[workers]
-            events = batches.requests_per_s * batch_size
+        for workers in (1, 2, 4):
+            hooks, events = mean(workers, 0), mean(workers, 1) * batch_size
+            errors = sum(h.errors + b.errors for h, b in measured[workers])
             print(
-                f"{workers:>8} {hooks.requests_per_s:>11,.0f} {hooks.requests_per_s / base_hooks:>6.0%} "
-                f"{events:>15,.0f} {events / base_events:>6.0%} {hooks.errors + batches.errors:>7}"
+                f"{workers:>8} {hooks:>11,.0f} {hooks / base_hooks:>6.0%} "
+                f"{events:>15,.0f} {events / base_events:>6.0%} {errors:>7}"
             )
-        drift = again[0].requests_per_s / runs[1][0].requests_per_s
-        print(f"(1 worker measured again last: {drift:.0%} of the first figure)\n")
+        first, last = measured[1][0][0].requests_per_s, measured[1][1][0].requests_per_s
+        print(f"(drift: 1 worker's webhooks/s measured last were {last / first:.0%} of the first)\n")
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -113,9 +116,10 @@ def loaders(events: int) -> None:
             halves = [work / "half-1.ndjson", work / "half-2.ndjson"]
             for seed, path in enumerate(halves, start=1):
                 write_ndjson(path, events, seed=seed)
-            one, two = work / "one", [work / "two-a", work / "two-b"]
+            one, again, two = work / "one", work / "one-again", [work / "two-a", work / "two-b"]
             for half in halves:
                 _spool(one, half, base)
+                _spool(again, half, base)
             for folder, half in zip(two, halves, strict=True):
                 _spool(folder, half, base)
 
@@ -142,12 +146,18 @@ def loaders(events: int) -> None:
                         sys.exit(f"load failed: {err[-2000:]}")
                 return time.perf_counter() - started
 
-            # each a first load into a schema of its own: both figures include creating the tables
-            alone = run([one], "raw_one")
+            # each a first load into a schema of its own: every figure includes creating the tables. One loader
+            # before and after two, its figure the mean: the machine's load drifts in between.
+            first = run([one], "raw_one")
             together = run(two, "raw_two")
+            last = run([again], "raw_one_again")
+            alone = (first + last) / 2
         total = 2 * events
         print(f"loaders into one PostgreSQL server ({total:,} events either way, wall time incl. process start):")
-        print(f"  one loader, one spool:     {alone:6.1f}s  {total / alone:>9,.0f} events/s  100%")
+        print(
+            f"  one loader, one spool:     {alone:6.1f}s  {total / alone:>9,.0f} events/s  100%"
+            f"  (before and after: {first:.1f}s, {last:.1f}s)"
+        )
         ratio = alone / together
         print(f"  two loaders at once:       {together:6.1f}s  {total / together:>9,.0f} events/s  {ratio:.0%}")
     finally:
