@@ -2,7 +2,8 @@
 connection registry (``SEGMENT_ACCOUNTS_REGISTRY``) and one PostgreSQL warehouse.
 
 Signed webhooks and ``/v1/batch`` calls go to either receiver, some messageIds to both (a Segment retry that
-reached the other host). Both hosts' loads start together, round after round, the first load (which creates
+reached the other host); a secret rotated on one host is taken by both running receivers, the old one refused.
+Both hosts' loads start together, round after round, the first load (which creates
 every table) included; one round of loads runs while dbt builds. Then one more build: every acknowledged event
 is in ``fct_events`` exactly once, the connections are there once each, and the marts equal a one-host DuckDB
 build of the same spooled records (each host's spool is copied before its load and replayed into DuckDB).
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import click
 import duckdb
 import psycopg2
 import pytest
@@ -135,6 +137,38 @@ def _traffic(connections: dict[str, str], seed: int, count: int) -> list[tuple[s
     return out
 
 
+def _rotate_web(hosts: list[Host], senders: dict[tuple[str, str], DemoSender], web_id: str) -> set:
+    """`connections rotate web --grace-hours 0` on the first host; every receiver must take the new secret and
+    refuse the old one within seconds, without a restart. Returns the acknowledged probe events."""
+    rotated = subprocess.run(
+        [CLI, "connections", "rotate", "web", "--grace-hours", "0", "--write-key", "--json"],
+        env=hosts[0].env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    fresh = json.loads(rotated.stdout)
+    credentials = Credentials(webhook_secret=fresh["webhook_secret"], write_key=fresh["write_key"])
+    acknowledged = set()
+    for host in hosts:
+        old = senders[(host.name, web_id)]
+        new = DemoSender(host.port, web_id, credentials)
+        probe = {"type": "track", "event": "Rotated", "userId": "probe", "messageId": f"probe-{host.name}"}
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                new.webhook(probe)
+                break
+            except click.ClickException:  # not yet re-read: 401
+                assert time.monotonic() < deadline, f"{host.name} never accepted the rotated secret"
+                time.sleep(0.2)
+        acknowledged.add((web_id, probe["messageId"]))
+        with pytest.raises(click.ClickException, match="401"):
+            old.webhook(probe)
+        senders[(host.name, web_id)] = new
+    return acknowledged
+
+
 def _snapshot_spool(host: Host, copies: Path, label: str) -> Path:
     """The host's spool as its next load will read it (cursor included), for the one-host replay."""
     target = copies / f"{label}-{host.name}"
@@ -190,6 +224,8 @@ def _run_two_hosts(tmp: Path, server: PostgresServer, rounds: int, events_per_ro
             (host.name, cid): DemoSender(host.port, cid, creds) for host in hosts for cid, creds in credentials.items()
         }
         for n in range(rounds):
+            if n == 1:  # a rotation on one host reaches both running receivers through the shared registry
+                acknowledged |= _rotate_web(hosts, senders, connections["web"])
             acknowledged |= _send(hosts, senders, _traffic(connections, seed=100 + n, count=events_per_round))
             replay += [_snapshot_spool(host, copies, f"round{n}") for host in hosts]
             _loads_together(hosts)
