@@ -44,8 +44,9 @@ LOAD_ATTEMPTS = 5
 
 Loaders sharing a warehouse race on DDL: dlt checks which schema and tables exist, then creates the missing
 ones, so two first loads (or two loads bringing a new column) can both try to create the same table and one
-fails ("already exists"). dlt runs the DDL in one transaction where the warehouse allows, so the loser changed
-nothing, and its package stays pending; tried again it finds what the winner created. Each round of a race has
+fails ("already exists"). Its package stays pending, and the DDL ran in one transaction where the warehouse
+has them (Postgres), so it changed nothing; tried again, it finds what was created meanwhile and adds only the
+rest. Each round of a race has
 a winner, so N loaders need at most N attempts. A retry rather than a lock: Snowflake, BigQuery and object
 storage offer no lock that every loader could take."""
 
