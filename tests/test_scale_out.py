@@ -109,10 +109,14 @@ def _loads_together(hosts: list[Host]) -> None:
         assert process.returncode == 0, f"{host.name} load failed:\n{out}\n{err}"
 
 
-def _send(hosts: list[Host], senders: dict[tuple[str, str], DemoSender], events: list[tuple[str, dict]]) -> set:
+def _send(hosts: list[Host], credentials: dict[str, Credentials], events: list[tuple[str, dict]]) -> set:
     """Each chunk to one receiver (a webhook array or a Tracking API batch), every fourth chunk to both.
 
-    Returns the acknowledged (connection_id, messageId): DemoSender raises on anything but 200."""
+    Returns the acknowledged (connection_id, messageId): DemoSender raises on anything but 200. New
+    connections each call: a receiver closes keep-alive connections left idle while the loads ran."""
+    senders = {
+        (host.name, cid): DemoSender(host.port, cid, creds) for host in hosts for cid, creds in credentials.items()
+    }
     acknowledged = set()
     for n, chunk in enumerate(events[i : i + CHUNK] for i in range(0, len(events), CHUNK)):
         connection_id = chunk[0][0]  # _traffic keeps each chunk on one connection
@@ -137,7 +141,7 @@ def _traffic(connections: dict[str, str], seed: int, count: int) -> list[tuple[s
     return out
 
 
-def _rotate_web(hosts: list[Host], senders: dict[tuple[str, str], DemoSender], web_id: str) -> set:
+def _rotate_web(hosts: list[Host], credentials: dict[str, Credentials], web_id: str) -> set:
     """`connections rotate web --grace-hours 0` on the first host; every receiver must take the new secret and
     refuse the old one within seconds, without a restart. Returns the acknowledged probe events."""
     rotated = subprocess.run(
@@ -148,24 +152,22 @@ def _rotate_web(hosts: list[Host], senders: dict[tuple[str, str], DemoSender], w
         check=True,
     )
     fresh = json.loads(rotated.stdout)
-    credentials = Credentials(webhook_secret=fresh["webhook_secret"], write_key=fresh["write_key"])
+    rotated_credentials = Credentials(webhook_secret=fresh["webhook_secret"], write_key=fresh["write_key"])
     acknowledged = set()
     for host in hosts:
-        old = senders[(host.name, web_id)]
-        new = DemoSender(host.port, web_id, credentials)
         probe = {"type": "track", "event": "Rotated", "userId": "probe", "messageId": f"probe-{host.name}"}
         deadline = time.monotonic() + 15
         while True:
-            try:
-                new.webhook(probe)
+            try:  # a fresh connection each time: the receiver closes one it answered 401
+                DemoSender(host.port, web_id, rotated_credentials).webhook(probe)
                 break
-            except click.ClickException:  # not yet re-read: 401
+            except click.ClickException:  # not yet re-read
                 assert time.monotonic() < deadline, f"{host.name} never accepted the rotated secret"
                 time.sleep(0.2)
         acknowledged.add((web_id, probe["messageId"]))
         with pytest.raises(click.ClickException, match="401"):
-            old.webhook(probe)
-        senders[(host.name, web_id)] = new
+            DemoSender(host.port, web_id, credentials[web_id]).webhook(probe)
+    credentials[web_id] = rotated_credentials
     return acknowledged
 
 
@@ -177,9 +179,13 @@ def _snapshot_spool(host: Host, copies: Path, label: str) -> Path:
 
 
 def _build(host: Host, *, tests: bool) -> subprocess.Popen[str]:
-    """dbt as a schedule runs it: `build` without unit tests (the Postgres suite runs them), or only `run`
-    where the data tests would check nothing this module is about."""
-    command = ["build", *SCHEDULED_BUILD_OPTIONS] if tests else ["run"]
+    """dbt as a schedule runs it: `build` without unit tests (the Postgres suite runs them), or only the seeds
+    and models where the data tests would check nothing this module is about."""
+    command = (
+        ["build", *SCHEDULED_BUILD_OPTIONS]
+        if tests
+        else ["build", "--resource-type", "seed", "--resource-type", "model"]
+    )
     return subprocess.Popen(
         dbt_command(host.paths, [*command, "--vars", json.dumps(AS_OF)]),
         env={**dbt_env(host.paths), **host.env},
@@ -220,13 +226,10 @@ def _run_two_hosts(tmp: Path, server: PostgresServer, rounds: int, events_per_ro
     for host in hosts:
         host.serve()
     try:
-        senders = {
-            (host.name, cid): DemoSender(host.port, cid, creds) for host in hosts for cid, creds in credentials.items()
-        }
         for n in range(rounds):
             if n == 1:  # a rotation on one host reaches both running receivers through the shared registry
-                acknowledged |= _rotate_web(hosts, senders, connections["web"])
-            acknowledged |= _send(hosts, senders, _traffic(connections, seed=100 + n, count=events_per_round))
+                acknowledged |= _rotate_web(hosts, credentials, connections["web"])
+            acknowledged |= _send(hosts, credentials, _traffic(connections, seed=100 + n, count=events_per_round))
             replay += [_snapshot_spool(host, copies, f"round{n}") for host in hosts]
             _loads_together(hosts)
             duplicated = _query(
@@ -236,7 +239,7 @@ def _run_two_hosts(tmp: Path, server: PostgresServer, rounds: int, events_per_ro
             assert not duplicated, f"round {n}: a load wrote a connection twice: {duplicated}"
 
         # Both loads while dbt builds: what they bring must reach the next build, none of it lost.
-        acknowledged |= _send(hosts, senders, _traffic(connections, seed=999, count=events_per_round))
+        acknowledged |= _send(hosts, credentials, _traffic(connections, seed=999, count=events_per_round))
         replay += [_snapshot_spool(host, copies, "during-build") for host in hosts]
         building = _build(hosts[0], tests=False)
         time.sleep(2)  # dbt is past its start-up and reading the raw tables

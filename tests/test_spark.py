@@ -24,7 +24,8 @@ from pipelines.settings import Paths
 from pipelines.transform import dbt_command
 from tests.conftest import target_env
 
-pytestmark = pytest.mark.spark
+# Spark in local mode on a shared 2-core machine: the module's one build outlasts pytest's default 600 s timeout.
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(1800)]
 
 CLI = str(Path(sys.executable).with_name("segment-accounts"))
 EVENTS = 400
@@ -142,7 +143,7 @@ def builds(tmp_path_factory):
     # (ClassCastException: DefaultSerializationProxy -> UnionExec.children), a Spark bug with shared subplans.
     # The same model on real tables, and its six other unit tests, pass.
     spark_build, spark_seconds = _dbt(
-        spark_data, "spark", "build", "--vars", AS_OF, "--exclude", "test_alias_chain_received_backwards"
+        spark_data, "spark", "build", "--vars", AS_OF, "--exclude", "test_alias_chain_received_backwards", timeout=1500
     )
     print(f"\ndbt build of {EVENTS} events: duckdb {duckdb_seconds:.0f}s, spark {spark_seconds:.0f}s")
     return {
