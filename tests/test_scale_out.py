@@ -3,10 +3,10 @@ connection registry (``SEGMENT_ACCOUNTS_REGISTRY``) and one PostgreSQL warehouse
 
 Signed webhooks and ``/v1/batch`` calls go to either receiver, some messageIds to both (a Segment retry that
 reached the other host); a secret rotated on one host is taken by both running receivers, the old one refused.
-Both hosts' loads start together, round after round, the first load (which creates
-every table) included; one round of loads runs while dbt builds. Then one more build: every acknowledged event
-is in ``fct_events`` exactly once, the connections are there once each, and the marts equal a one-host DuckDB
-build of the same spooled records (each host's spool is copied before its load and replayed into DuckDB).
+Both hosts' loads start together, round after round, the first load (which creates every table) included; one
+round of loads runs while dbt builds. Then one more build: every acknowledged event is in ``fct_events`` exactly
+once, the connections are there once each, and the marts equal a one-host DuckDB build of the same spooled
+records (each host's spool is copied before its load and replayed into DuckDB).
 """
 
 from __future__ import annotations
