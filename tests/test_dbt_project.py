@@ -61,7 +61,7 @@ def built(tmp_path_factory):
     """Raw fixture tables, then one `dbt build`; yields (tmp folder, run results)."""
     tmp = tmp_path_factory.mktemp("dbt_project")
     _load_raw_tables_module().build_raw_tables(tmp / "data", FIXTURES)
-    result = _dbt(tmp, "build", "--vars", '{"account_activity_as_of": "2024-05-06T00:00:00Z"}')
+    result = _dbt(tmp, "build", "--vars", '{"segment_accounts__account_activity_as_of": "2024-05-06T00:00:00Z"}')
     run_results = json.loads((tmp / "target" / "run_results.json").read_text())
     if result.returncode != 0:
         pytest.fail(f"dbt build failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")

@@ -27,7 +27,7 @@ pairs as (
 
 ),
 
-{% if is_incremental() %}
+{% if is_incremental_run() %}
 
 built_pairs as (
 
@@ -46,7 +46,7 @@ changed_pairs as (
     -- a full build derives every pair; an incremental one only those whose inputs changed since it was built
     select pairs.*
     from pairs
-    {% if is_incremental() -%}
+    {% if is_incremental_run() -%}
     left join built_pairs
         on
             pairs.contact_id = built_pairs.contact_id

@@ -53,7 +53,7 @@ with
 raw_events as (
 
     select * from {{ source('segment', 'raw_events') }}
-    {% if is_incremental() -%}
+    {% if is_incremental_run() -%}
         -- the loads no run has read: not "after the greatest load id", because loaders running side by side
         -- (one per spool) can commit an older load id after a newer one. A load all of whose rows lost to
         -- copies already here leaves no id behind and is read again, to lose again: cheap, and never wrong.
@@ -141,7 +141,7 @@ deduplicated as (
 first_received as (
 
     select * from deduplicated
-    {% if is_incremental() -%}
+    {% if is_incremental_run() -%}
         -- a copy of an event already here replaces it only if it comes first in first_copies' order
         {%- set copy_received_at = segment_accounts.to_utc_timestamp('deduplicated.received_at') %}
         where not exists (
