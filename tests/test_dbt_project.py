@@ -7,9 +7,11 @@ dbt builds once per session (module-scoped fixture) in a temporary data folder; 
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +201,22 @@ def test_sqlfluff_lint(built):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_message_types_are_the_same_in_the_receiver_and_the_seed():
+    """The receiver quarantines what staging would drop: both must know the same six types (seed in dbt, set in Python)."""
+    from pipelines.validation import MESSAGE_TYPES
+
+    with (ROOT / "seeds" / "segment_message_types.csv").open() as seed:
+        seeded = {row["message_type"] for row in csv.DictReader(seed)}
+    assert seeded == set(MESSAGE_TYPES)
+
+
+def test_trait_path_pattern_is_the_same_in_python_and_sql():
+    """A trait path that `connections` accepts must be one the models read, and the other way round."""
+    from pipelines.connections import TRAIT_PATH_RE
+
+    macros = (ROOT / "macros" / "json" / "json_dynamic_paths.sql").read_text()
+    sql = re.search(r"macro trait_path_pattern\(\) -%}\s*'([^']*)'", macros)
+    assert sql is not None, "macro trait_path_pattern not found"
+    assert sql.group(1) == TRAIT_PATH_RE
