@@ -193,9 +193,10 @@ cc_nodes as (
         node,
         {{ segment_accounts.hash64('node') }} as label
     from (
-        select {{ node_a }} as node from {{ edges }}
+        -- as in the default version, a node whose only edge is a self-loop joins nothing and is left out
+        select {{ node_a }} as node from {{ edges }} where {{ node_a }} <> {{ node_b }}
         union all
-        select {{ node_b }} as node from {{ edges }}
+        select {{ node_b }} as node from {{ edges }} where {{ node_a }} <> {{ node_b }}
     ) as both_ends
 
 ),
