@@ -97,20 +97,6 @@ def test_build_ran_unit_and_data_tests(built):
     assert by_kind.get("model", 0) >= 20
 
 
-def test_marts_have_exactly_the_contract_columns(warehouse):
-    expected = {
-        "fct_events": "event_id message_id connection_name message_type event_type event_name contact_id "
-        "account_id user_id anonymous_id occurred_at received_at properties traits context",
-        "dim_contacts": "contact_id user_id is_anonymous email traits account_id account_resolution_method "
-        "first_seen_at last_seen_at event_count",
-        "dim_accounts": "account_id account_name resolution_method traits contact_count first_seen_at last_seen_at",
-        "dim_contact_identifiers": "identifier identifier_type contact_id",
-    }
-    for table, columns in expected.items():
-        actual = [row[0] for row in warehouse.execute(f"describe main.{table}").fetchall()]
-        assert actual == columns.split(), table
-
-
 def test_duplicates_collapse_and_first_copy_wins(warehouse):
     raw = warehouse.execute("select count(*) from segment_raw.raw_events").fetchone()[0]
     events = _rows(warehouse, "select message_id, event_name from main.fct_events")

@@ -31,7 +31,9 @@
 {#- `text['context.groupId']` is the expression for the text at that path, `object['traits']` for the value. -#}
 {%- set text = {} -%}
 {%- for path in texts -%}
-    {%- do text.update({path | join('.'): segment_accounts.json_batch_item('payload_texts', 'payload', texts, path)}) -%}
+    {%- do text.update({
+        path | join('.'): segment_accounts.json_batch_item('payload_texts', 'payload', texts, path)
+    }) -%}
 {%- endfor -%}
 {%- set object = {} -%}
 {%- for path in objects -%}
