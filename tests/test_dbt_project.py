@@ -190,7 +190,7 @@ def test_sqlfluff_lint(built):
 
 
 def test_message_types_are_the_same_in_the_receiver_and_the_seed():
-    """The receiver quarantines what staging would drop: both must know the same six types (seed in dbt, set in Python)."""
+    """The receiver quarantines what staging would drop: both must know the same six types (a seed, a Python set)."""
     from pipelines.validation import MESSAGE_TYPES
 
     with (ROOT / "seeds" / "segment_message_types.csv").open() as seed:
