@@ -155,7 +155,7 @@ class ActivityRecorder:
         if tail is None:
             tail = b.recent[(cid, kind)] = deque(maxlen=TAIL_SIZE)
         tail.append((at, message_id, why or None, cut))
-        if kind == "rejected":
+        if kind == "rejected" and b.samples.get((cid, why), (0, b""))[0] <= at:
             b.samples[(cid, why)] = (at, cut)
 
     def flush(self) -> None:
@@ -247,6 +247,8 @@ def _without_write_keys(value: Any) -> Any:
 
 def summarize(payload: bytes) -> str:
     """One short label for a tail line: the call type and, for a track, the event name."""
+    if not payload:
+        return "-"  # a refused delivery: its bytes were not kept
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError:

@@ -43,7 +43,7 @@ SECURITY_HEADERS = (
     ),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make forms send "Origin: null"
     (b"cache-control", b"no-store"),
 )
 STATIC = {"/admin.js": "text/javascript", "/admin.css": "text/css"}
