@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunCli
 
 from pipelines import activity, public_url
 from pipelines.activity import ActivityRecorder, RecordingWriter
@@ -24,6 +23,7 @@ from pipelines.connections import Registry
 from pipelines.freshness import check_connections, source_thresholds
 from pipelines.settings import Paths
 from pipelines.spool import Record, SpoolReader, SpoolWriter
+from tests.conftest import RunCli
 
 NOW_US = time.time_ns() // 1000
 HOUR_US = 3600 * 1_000_000
