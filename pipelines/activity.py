@@ -150,7 +150,8 @@ class ActivityRecorder:
         b.counts[key] = b.counts.get(key, 0) + 1
         if b.last_seen.get((cid, kind), 0) < at:
             b.last_seen[(cid, kind)] = at
-        cut = bytes(payload[: PAYLOAD_CHARS * 4])  # bounded memory; the redaction parses this much at most
+        # Bounded memory without a copy in the common case (events are small; bytes are immutable).
+        cut = payload if len(payload) <= PAYLOAD_CHARS * 4 else bytes(payload[: PAYLOAD_CHARS * 4])
         tail = b.recent.get((cid, kind))
         if tail is None:
             tail = b.recent[(cid, kind)] = deque(maxlen=TAIL_SIZE)
