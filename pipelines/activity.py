@@ -399,7 +399,9 @@ def tail(
     with _reading(data_dir) as db:
         if db is None:
             return []
-        rows = db.execute(f"{sql} where {' and '.join(where)} order by seq desc limit ?", (*args, limit)).fetchall()
+        rows = db.execute(
+            f"{sql} where {' and '.join(where)} order by received_at_us desc, seq desc limit ?", (*args, limit)
+        ).fetchall()
     return [TailItem(*row) for row in rows]
 
 
