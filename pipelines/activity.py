@@ -341,10 +341,23 @@ def _reading(data_dir: Path) -> Iterator[sqlite3.Connection | None]:
         db.close()
 
 
+def _unreadable(data_dir: Path, error: sqlite3.Error) -> None:
+    # Counts are a view: a damaged file must not take `connections list` or the page down with it.
+    log.warning("activity counts unreadable (%s); delete %s to start them over", error, activity_path(data_dir))
+
+
 def summaries(data_dir: Path, now_us: int | None = None) -> dict[str, ConnectionActivity]:
     """Per connection id: counts over the last hour and day, last event times, rejects by reason."""
     now = now_us if now_us is not None else time.time_ns() // 1000
     minute = now // 60_000_000
+    try:
+        return _summaries(data_dir, now, minute)
+    except sqlite3.Error as error:
+        _unreadable(data_dir, error)
+        return {}
+
+
+def _summaries(data_dir: Path, now: int, minute: int) -> dict[str, ConnectionActivity]:
     with _reading(data_dir) as db:
         if db is None:
             return {}
@@ -383,7 +396,7 @@ def tail(
     data_dir: Path,
     *,
     connection_ids: Iterable[str] | None = None,
-    kinds: Iterable[str] = ("event", "rejected"),
+    kinds: Iterable[str] = KINDS,
     after_seq: int = 0,
     limit: int = TAIL_SIZE,
 ) -> list[TailItem]:
@@ -396,12 +409,16 @@ def tail(
         ids = list(connection_ids)
         where.append(f"connection_id in ({', '.join('?' * len(ids))})")
         args += ids
-    with _reading(data_dir) as db:
-        if db is None:
-            return []
-        rows = db.execute(
-            f"{sql} where {' and '.join(where)} order by received_at_us desc, seq desc limit ?", (*args, limit)
-        ).fetchall()
+    try:
+        with _reading(data_dir) as db:
+            if db is None:
+                return []
+            rows = db.execute(
+                f"{sql} where {' and '.join(where)} order by received_at_us desc, seq desc limit ?", (*args, limit)
+            ).fetchall()
+    except sqlite3.Error as error:
+        _unreadable(data_dir, error)
+        return []
     return [TailItem(*row) for row in rows]
 
 

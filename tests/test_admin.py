@@ -234,3 +234,12 @@ def test_freshness_per_connection_warns_for_the_silent_one(data_dir: Path) -> No
     }
     assert "connection quiet last received 25.0 h ago" in got["quiet"].line()
     assert "has received no event yet" in got["never"].line()
+
+
+def test_a_damaged_activity_file_costs_the_counts_not_the_listing(data_dir: Path, run_cli: RunCli) -> None:
+    run_cli("connections", "add", "web")
+    activity.activity_path(data_dir).write_bytes(b"not a database " * 100)
+    listed = run_cli("connections", "list", "--json")
+    assert json.loads(listed.stdout)["connections"][0]["events_last_day"] == 0
+    assert "activity counts unreadable" in listed.stderr and "activity.sqlite3" in listed.stderr
+    assert "Nothing received yet" in run_cli("tail").stdout
