@@ -61,11 +61,14 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
 
 
 def get_status(url: str) -> int:
+    """The HTTP status, or 0 when nothing answers (yet)."""
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+    except (urllib.error.URLError, ConnectionError):
+        return 0
 
 
 def signed(body: bytes, secret: str) -> dict[str, str]:
@@ -90,7 +93,8 @@ class Served:
         while time.monotonic() < deadline and not self.login_link:
             assert self.proc.poll() is None, self.log.read_text()
             found = re.search(r"Admin page: (http://\S+/login\?token=\S+)", self.log.read_text())
-            if found and get_status(f"http://127.0.0.1:{self.port}/health") == 200:
+            admin_up = found and get_status(f"http://127.0.0.1:{self.admin_port}/") == 401
+            if admin_up and get_status(f"http://127.0.0.1:{self.port}/health") == 200:
                 self.login_link = found.group(1)
             time.sleep(0.1)
         assert self.login_link, self.log.read_text()
