@@ -183,6 +183,8 @@ def test_admin_app_refuses_without_token_or_csrf_and_escapes_payloads(data_dir: 
 
 
 def test_list_and_tail_show_url_traffic_and_grace(data_dir: Path, run_cli: RunCli) -> None:
+    refused = run_cli("serve", "--public-url", "ftp://segment.example.com", check=False)
+    assert refused.returncode == 1 and "not an http(s) URL" in refused.stderr  # checked before listening
     run_cli("connections", "add", "web")
     run_cli("connections", "add", "app")
     reg = Registry(data_dir)
