@@ -221,6 +221,8 @@ def _write(db: sqlite3.Connection, b: _Buffer) -> None:
                 (cid, kind, cid, kind, TAIL_SIZE),
             )
         db.execute("delete from minute_counts where minute < ?", (oldest_minute,))
+        # Reasons carry details (a JSON error's position...), so samples are pruned by age like the counts.
+        db.execute("delete from reject_samples where received_at_us < ?", (oldest_minute * 60_000_000,))
         db.execute("commit")
     except BaseException:
         db.execute("rollback")
