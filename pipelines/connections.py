@@ -36,7 +36,7 @@ from pipelines import settings
 
 log = logging.getLogger(__name__)
 
-TRAIT_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,7}$"
+TRAIT_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*([.][A-Za-z_][A-Za-z0-9_]*){0,7}$"
 """Dotted trait paths, up to 8 levels. Paths reach SQL only as data, but we still refuse anything odd early."""
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
