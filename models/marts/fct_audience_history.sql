@@ -115,7 +115,9 @@ final as (
             partition by contact_id, computation_key
             order by occurred_at, received_at, message_id
         ) is null as is_current,
-        message_id as source_message_id,
+        -- text on every target: on Postgres the raw column is varchar, and the incremental schema check
+        -- compares this against the contract's text
+        {{ dbt.cast('message_id', dbt.type_string()) }} as source_message_id,
         source_fingerprint
     from changes
 
