@@ -118,6 +118,7 @@ def generate(con: duckdb.DuckDBPyConnection, pairs: int, alias_share: float, max
         )
         """
     )
+    con.execute("insert into segment_raw._dlt_loads values ('1', 'segment_spool', 0, now(), '')")  # load complete
     return con.execute("select count(*) from segment_raw.raw_events").fetchone()[0]
 
 

@@ -21,11 +21,15 @@
         {%- set schema = env_var('SEGMENT_ACCOUNTS_RAW_SCHEMA', var('segment_accounts__raw_schema')) -%}
         {%- set lake = (env_var('SEGMENT_ACCOUNTS_DATA', 'data') ~ '/lake/' ~ schema) | replace("'", "\\'") -%}
         {%- do run_query('create database if not exists ' ~ schema) -%}
-        {%- for table in ['raw_events', 'rejected_events', 'connections'] -%}
+        {#- dlt writes its record of completed loads as JSON lines, one file per load, whatever the format -#}
+        {%- set formats = {
+            'raw_events': 'parquet', 'rejected_events': 'parquet', 'connections': 'parquet', '_dlt_loads': 'json'
+        } -%}
+        {%- for table, file_format in formats.items() -%}
             {%- do run_query('drop table if exists ' ~ schema ~ '.' ~ table) -%}
             {%- do run_query(
                 'create table ' ~ schema ~ '.' ~ table
-                ~ " using parquet location '" ~ lake ~ '/' ~ table ~ "'"
+                ~ ' using ' ~ file_format ~ " location '" ~ lake ~ '/' ~ table ~ "'"
             ) -%}
         {%- endfor -%}
     {%- endif -%}

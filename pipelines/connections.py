@@ -228,7 +228,7 @@ class Registry:
         p = settings.Paths(self._data)
         self._public_path = p.connections
         self._secret_path = p.connection_secrets
-        self._lock_path = self._data / "connections.lock"
+        self._lock_path = p.registry / "connections.lock"
         self._state = _EMPTY
         # What we last read: the stat signature of each file, plus an open descriptor on it. Holding the
         # descriptor keeps its inode alive, so a replacement file is guaranteed a different inode number even
@@ -238,7 +238,7 @@ class Registry:
         self._load(force=True, strict=True)
 
     def __repr__(self) -> str:
-        return f"Registry({str(self._data)!r}, {len(self._state.connections)} connections)"
+        return f"Registry({str(self._lock_path.parent)!r}, {len(self._state.connections)} connections)"
 
     def close(self) -> None:
         """Release the descriptors held for change detection (optional: also done on garbage collection)."""
@@ -406,7 +406,7 @@ class Registry:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_State]:
         """Exclusive lock across processes; yields the state as it is on disk now, pruned of expired secrets."""
-        self._data.mkdir(parents=True, exist_ok=True)
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -472,7 +472,7 @@ class Registry:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # Name the file and the kind of problem only: the values may be secrets.
             raise ConnectionConfigError(
-                f"connection registry in {self._data} is malformed ({type(exc).__name__}); "
+                f"connection registry in {self._lock_path.parent} is malformed ({type(exc).__name__}); "
                 "fix or restore connections.json / connections.secret.json"
             ) from None
         return _State({c.connection_id: c for c in conns}, sets)

@@ -8,13 +8,18 @@ lost.
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import dlt
 from dlt.common.destination import Destination
+from dlt.common.pipeline import LoadInfo
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.connections import Registry
 from pipelines.segment_spool import CursorTracker, segment_spool
@@ -33,6 +38,19 @@ LOADER_FILE_FORMATS = {
     "postgres": "csv",
 }
 """dlt's loader file format per target; a target not listed gets its destination's default."""
+
+LOAD_ATTEMPTS = 5
+"""How often the load step is tried before ``load`` gives up (the cursor then stays put: nothing is lost).
+
+Loaders sharing a warehouse race on DDL: dlt checks which schema and tables exist, then creates the missing
+ones, so two first loads (or two loads bringing a new column) can both try to create the same table and one
+fails ("already exists"). Its package stays pending, and the DDL ran in one transaction where the warehouse
+has them (Postgres), so it changed nothing; tried again, it finds what was created meanwhile and adds only the
+rest. Each round of a race has
+a winner, so N loaders need at most N attempts. A retry rather than a lock: Snowflake, BigQuery and object
+storage offer no lock that every loader could take."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,11 +113,34 @@ def load(paths: Paths) -> LoadSummary:
         tracker = CursorTracker()
         connections = [c.public_dict() for c in Registry(paths.data).list()]
         file_format = LOADER_FILE_FORMATS.get(target_name())
-        info = pipeline.run(
-            segment_spool(reader=reader, tracker=tracker, connections=connections), loader_file_format=file_format
-        )
+        info = _run(pipeline, segment_spool(reader=reader, tracker=tracker, connections=connections), file_format)
         info.raise_on_failed_jobs()
         if tracker.cursor is not None:
             reader.commit(tracker.cursor)
     load_id = info.loads_ids[-1] if info.loads_ids else None
     return LoadSummary(records=tracker.records, seconds=time.perf_counter() - started, load_id=load_id)
+
+
+def _run(pipeline: dlt.Pipeline, source: Any, file_format: str | None) -> LoadInfo:
+    """``pipeline.run``, with the load step tried again while its package is still pending (``LOAD_ATTEMPTS``).
+
+    Only a load that left its package pending is retried: a package whose jobs failed for good is complete,
+    and retrying would report success over rows that never landed.
+    """
+    try:
+        return pipeline.run(source, loader_file_format=file_format)
+    except PipelineStepFailed as error:
+        if error.step != "load" or not error.has_pending_data:
+            raise
+        failure = error
+    for attempt in range(2, LOAD_ATTEMPTS + 1):
+        # jittered, so that loaders which failed together do not collide again in lockstep
+        time.sleep(random.uniform(0.2, 1.0) * attempt)
+        log.warning("load attempt %d of %d after: %s", attempt, LOAD_ATTEMPTS, failure.exception)
+        try:
+            return pipeline.load()
+        except PipelineStepFailed as error:
+            if error.step != "load" or not error.has_pending_data:
+                raise
+            failure = error
+    raise failure

@@ -28,12 +28,20 @@ class Paths:
         return self.data / "spool"
 
     @property
+    def registry(self) -> Path:
+        """The folder of the connection registry: the data folder, unless ``SEGMENT_ACCOUNTS_REGISTRY`` names
+        another, so that receivers and loaders on several hosts read one registry (a shared volume or a mounted
+        secret) while each keeps its own spool."""
+        shared = os.environ.get("SEGMENT_ACCOUNTS_REGISTRY")
+        return Path(shared).resolve() if shared else self.data
+
+    @property
     def connections(self) -> Path:
-        return self.data / "connections.json"
+        return self.registry / "connections.json"
 
     @property
     def connection_secrets(self) -> Path:
-        return self.data / "connections.secret.json"
+        return self.registry / "connections.secret.json"
 
     @property
     def warehouse(self) -> Path:

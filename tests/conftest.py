@@ -22,6 +22,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "data"
     folder.mkdir()
     monkeypatch.setenv("SEGMENT_ACCOUNTS_DATA", str(folder))
+    monkeypatch.delenv("SEGMENT_ACCOUNTS_REGISTRY", raising=False)  # the registry in that folder too
     return folder
 
 

@@ -2,10 +2,10 @@
 lake, compared with DuckDB on the same spool.
 
 Runs only in the Spark venv: `make test-spark` (the main suite deselects the `spark` marker). One module-scoped
-fixture generates a few hundred events, ingests them once, loads the same spool twice (DuckDB warehouse, and
-Parquet files for Spark: SEGMENT_ACCOUNTS_TARGET=spark) and runs `dbt build` on both. dbt runs with its working
-directory in the temporary folder, and the profile keeps Spark's metastore, warehouse and derby.log in the data
-folder: nothing lands in the repository.
+fixture generates a few hundred events, loads them into DuckDB from one host, and into Parquet files for Spark
+(SEGMENT_ACCOUNTS_TARGET=spark) from two hosts whose loaders run at once, then runs `dbt build` on both. dbt
+runs with its working directory in the temporary folder, and the profile keeps Spark's metastore, warehouse and
+derby.log in the data folder: nothing lands in the repository.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pipelines.settings import Paths
 from pipelines.transform import dbt_command
 from tests.conftest import target_env
 
-pytestmark = pytest.mark.spark
+# Spark in local mode on a shared 2-core machine: the module's one build outlasts pytest's default 600 s timeout.
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(1800)]
 
 CLI = str(Path(sys.executable).with_name("segment-accounts"))
 EVENTS = 400
@@ -61,12 +62,38 @@ def _results(data: Path) -> dict[str, dict]:
     return {r["unique_id"]: r for r in run_results["results"]}
 
 
+def _host_env(data: Path, registry: Path, loader: str) -> dict[str, str]:
+    return {
+        **target_env(data, "spark"),
+        "SEGMENT_ACCOUNTS_REGISTRY": str(registry),
+        "SEGMENT_ACCOUNTS_LOADER_NAME": loader,
+    }
+
+
+def _loads_together(hosts: dict[Path, dict[str, str]]) -> None:
+    """Both hosts' `load` started at the same moment, into one lake."""
+    running = {
+        data: subprocess.Popen([CLI, "load"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for data, env in hosts.items()
+    }
+    for data, process in running.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"load of {data.name} failed:\n{out}\n{err}"
+
+
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
-    """One spool, loaded into DuckDB and into the Parquet lake, built by dbt on both."""
+    """One set of events, loaded into DuckDB by one host and into the Parquet lake by two hosts at once.
+
+    The lake side is two hosts as docs/scaling-out.md sets them up: each its own data folder and spool, one
+    registry (SEGMENT_ACCOUNTS_REGISTRY), one lake (the second host's lake folder is the first's, as a shared
+    volume mounted on both would be). Each host gets part of the events, some to both (a Segment retry that
+    reached two receivers), in two rounds of loads started together, the first creating the lake's tables.
+    """
     tmp = tmp_path_factory.mktemp("spark")
     events = tmp / "events.ndjson"
     write_ndjson(events, EVENTS, seed=11, engage=0.1)
+    lines = events.read_text().splitlines(keepends=True)
 
     spark_data = tmp / "spark"
     _cli(spark_data, "spark", "connections", "add", "web")
@@ -76,11 +103,39 @@ def builds(tmp_path_factory):
         *("connections", "add", "crm", "--account-mapping", "traits"),
         *("--account-id-trait", "company.id", "--account-name-trait", "company.name"),
     )
-    _cli(spark_data, "spark", "ingest", str(events), "--connection", "web")
-    # the same spool and registry for DuckDB: copied before the first load commits its cursor
+    # the same registry for DuckDB, which ingests every event on one host
     duckdb_data = tmp / "duckdb"
     shutil.copytree(spark_data, duckdb_data)
-    _cli(spark_data, "spark", "load")
+    _cli(duckdb_data, "duckdb", "ingest", str(events), "--connection", "web")
+
+    second_host = tmp / "spark-b"
+    (spark_data / "lake").mkdir()
+    second_host.mkdir()
+    (second_host / "lake").symlink_to(spark_data / "lake")
+    hosts = {
+        spark_data: _host_env(spark_data, spark_data, "segment_accounts_a"),
+        second_host: _host_env(second_host, spark_data, "segment_accounts_b"),
+    }
+    quarter = len(lines) // 4
+    overlap = quarter // 3
+    parts = {  # (first host's lines, second host's lines) per round; `overlap` lines go to both
+        1: (lines[:quarter], lines[quarter - overlap : 2 * quarter]),
+        2: (lines[2 * quarter : 3 * quarter], lines[3 * quarter - overlap :]),
+    }
+    for round_number, (first, second) in parts.items():
+        for data, part in ((spark_data, first), (second_host, second)):
+            chunk = tmp / f"{data.name}-{round_number}.ndjson"
+            chunk.write_text("".join(part))
+            ingested = subprocess.run(
+                [CLI, "ingest", str(chunk), "--connection", "web"],
+                env=hosts[data],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert ingested.returncode == 0, ingested.stderr
+        _loads_together(hosts)
     _cli(duckdb_data, "duckdb", "load")
 
     duckdb_build, duckdb_seconds = _dbt(duckdb_data, "duckdb", "build", "--vars", AS_OF)
@@ -88,7 +143,7 @@ def builds(tmp_path_factory):
     # (ClassCastException: DefaultSerializationProxy -> UnionExec.children), a Spark bug with shared subplans.
     # The same model on real tables, and its six other unit tests, pass.
     spark_build, spark_seconds = _dbt(
-        spark_data, "spark", "build", "--vars", AS_OF, "--exclude", "test_alias_chain_received_backwards"
+        spark_data, "spark", "build", "--vars", AS_OF, "--exclude", "test_alias_chain_received_backwards", timeout=1500
     )
     print(f"\ndbt build of {EVENTS} events: duckdb {duckdb_seconds:.0f}s, spark {spark_seconds:.0f}s")
     return {

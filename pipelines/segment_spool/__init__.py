@@ -60,7 +60,13 @@ def spool_records(reader: SpoolReader, tracker: CursorTracker, batch_size: int) 
         yield dlt.mark.with_table_name(empty_rejected, REJECTED_EVENTS_TABLE)
 
 
-@dlt.resource(name="connections", write_disposition="replace", columns=CONNECTIONS_COLUMNS)
+# Appended, never replaced: every load adds a snapshot of the whole registry under its load id, and staging
+# reads the newest completed snapshot (stg_segment__connections). Several loaders write here at once (one per
+# spool), and dlt's `replace` (truncate, then insert) let two of them truncate before either inserted: the
+# connection twice. `merge` is no cure: its delete-then-insert under READ COMMITTED lets a second merge insert
+# the same key again, and every loader shares one `<dataset>_staging` table. Inserts never conflict on any
+# destination, Parquet files included, and need no lock: Snowflake, BigQuery and a lake have none to offer.
+@dlt.resource(name="connections", write_disposition="append", columns=CONNECTIONS_COLUMNS)
 def connections_resource(connections: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """The connection registry without secrets: dbt reads the account-mapping settings from it as data."""
     yield list(connections)

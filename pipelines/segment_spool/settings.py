@@ -32,7 +32,8 @@ REJECTED_EVENTS_SCHEMA = pa.schema(
 )
 
 CONNECTIONS_COLUMNS: TTableSchemaColumns = {
-    "connection_id": {"data_type": "text", "nullable": False, "primary_key": True},
+    # Not a primary key: the table holds one snapshot of the registry per load (segment_spool's resource).
+    "connection_id": {"data_type": "text", "nullable": False},
     "name": {"data_type": "text", "nullable": False},
     "account_mapping": {"data_type": "text", "nullable": False},
     "account_id_trait": {"data_type": "text", "nullable": True},

@@ -44,14 +44,27 @@
 
 with
 
+dlt_loads as (
+
+    select * from {{ source('segment', '_dlt_loads') }}
+
+),
+
 raw_events as (
 
     select * from {{ source('segment', 'raw_events') }}
+    -- only loads dlt has recorded complete: a load still running (another loader's, while this builds) may
+    -- have committed some of its files and not the rest, and a load id read here is never read again
+    where
+        _dlt_load_id in (
+            select dlt_loads.load_id from dlt_loads
+            where dlt_loads.status = 0
+        )
     {% if is_incremental_run() -%}
         -- the loads no run has read: not "after the greatest load id", because loaders running side by side
         -- (one per spool) can commit an older load id after a newer one. A load all of whose rows lost to
         -- copies already here leaves no id behind and is read again, to lose again: cheap, and never wrong.
-        where _dlt_load_id not in (
+        and _dlt_load_id not in (
             select distinct processed._dlt_load_id from {{ this }} as processed
             where processed._dlt_load_id is not null
         )
