@@ -465,10 +465,14 @@ class Registry:
 
 
 def _demote(old: tuple[_Secret, ...], until: datetime, now: datetime) -> tuple[_Secret, ...]:
-    """Give the current secret an expiry; keep earlier ones with their own (shorter or longer) expiry."""
+    """Every replaced secret expires at ``until`` at the latest, the current one and earlier ones alike.
+
+    A rotation is often the answer to a leak, and the leaked secret may be one still inside an earlier rotation's
+    grace period: keeping its own (later) expiry would leave it valid, and a grace of 0 must revoke them all.
+    """
     out = []
     for s in old:
-        if s.expires_at is None:
+        if s.expires_at is None or s.expires_at > until:
             s = replace(s, expires_at=until)
         if s.valid_at(now):
             out.append(s)
