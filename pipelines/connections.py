@@ -291,6 +291,16 @@ class Registry:
                     found = state.connections.get(cid)
         return found
 
+    def redact(self, data: bytes) -> bytes:
+        """``data`` with every webhook secret and write key of any connection (current or in grace) replaced:
+        for bytes we keep but could not parse, such as a quarantined body that carried its write key."""
+        for s in self._state.secrets.values():
+            for x in (*s.webhook, *s.write_keys):
+                value = x.value.encode()
+                if value and value in data:
+                    data = data.replace(value, b"[redacted]")
+        return data
+
     def refresh(self) -> None:
         """Re-read the files if they changed since the last read: two ``stat`` calls when nothing did.
 
