@@ -46,6 +46,8 @@ def serve(host: str, port: int, workers: int = 1, *, access_log: bool = True) ->
     """Serve until SIGINT/SIGTERM. Each worker process opens its own spool segment (lifespan startup)."""
     import uvicorn
 
+    from pipelines.receiver.guard import GuardedProtocol
+
     uvicorn.run(
         APP,
         factory=True,
@@ -53,7 +55,7 @@ def serve(host: str, port: int, workers: int = 1, *, access_log: bool = True) ->
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedProtocol,  # httptools with header, time and connection limits
         lifespan="on",
         access_log=False,
         log_config=log_config(access_log),
