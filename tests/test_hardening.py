@@ -17,8 +17,10 @@ import pytest
 from test_receiver import Env, basic, call, event, hook, make_env, sign, track_api
 
 from pipelines.payloads import MAX_DEPTH, NotJSON, dumps, loads
+from pipelines.receiver import tracking
 from pipelines.receiver.body import MAX_GZIP_MEMBERS
 from pipelines.spool import Record, SpoolError, SpoolReader, SpoolWriter
+from pipelines.validation import event_problem, identifier_text
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -229,3 +231,39 @@ def test_failed_spool_writes_leave_no_empty_segments(tmp_path: Path, monkeypatch
     assert len(segments) == 1, [p.stat().st_size for p in segments]
     with SpoolReader(spool) as reader:
         assert [r.message_id for batch in reader.batches() for r in batch.records] == ["m"]
+
+
+# ---- 6. one rule for ids, at intake and in the models ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user_id", "text"),
+    [
+        (True, None),
+        ([], None),
+        ({"id": 1}, None),
+        ("  ", None),
+        (42, "42"),
+        (42.0, "42"),
+        (1.5, "1.5"),
+        (-0.0, "0"),
+        ("true", "true"),
+    ],
+)
+def test_intake_reads_ids_as_the_models_do(user_id: Any, text: str | None) -> None:
+    """The same cases as the dbt unit test test_identifiers_read_as_intake_reads_them."""
+    assert identifier_text(user_id) == text
+    problem = event_problem({"type": "page", "userId": user_id}, b"{}")
+    assert (problem is None) == (text is not None)
+
+
+def test_an_event_whose_only_id_is_true_is_quarantined(env: Env) -> None:
+    body = dumps({"type": "track", "event": "E", "userId": True, "messageId": "m-1"})
+    assert hook(env, body, sign(env.secret, body)).status == 200
+    assert [r.reason for r in env.writer.rejected] == ["missing userId and anonymousId"]
+
+
+def test_intake_reads_no_time_beyond_the_models_offsets() -> None:
+    assert tracking.parse_time("2024-05-01T10:00:00+15:59") is not None
+    assert tracking.parse_time("2024-05-01T10:00:00+16:00") is None
+    assert tracking.parse_time("0000-05-01T10:00:00Z") is None

@@ -23,10 +23,22 @@
     JSON values kept whole.
 -#}
 {%- set keys = [
-    'type', 'userId', 'anonymousId', 'previousId', 'groupId', 'event', 'name', 'category',
+    'type', 'groupId', 'event', 'name', 'category',
     'timestamp', 'originalTimestamp', 'sentAt', 'receivedAt'
 ] -%}
 {%- set objects = [['properties'], ['traits'], ['context']] -%}
+{#- Ids are read as JSON values: their type decides whether they are ids at all (macro segment_identifier). -#}
+{%- set identifier = {} -%}
+{%- for key in ['userId', 'anonymousId', 'previousId'] -%}
+    {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
+    {%- do objects.extend([[key], [snake_case_key]]) -%}
+    {%- do identifier.update({key: segment_accounts.segment_identifier(
+        segment_accounts.json_batch_item('payload_objects', 'payload', objects, [key], as_text=false),
+        segment_accounts.json_batch_item('payload_objects', 'payload', objects, [snake_case_key], as_text=false),
+        segment_accounts.json_text('payload', [key]),
+        segment_accounts.json_text('payload', [snake_case_key]),
+    )}) -%}
+{%- endfor -%}
 {%- set paths = [
     ['context', 'groupId'], ['traits', 'email'], ['context', 'traits', 'email'],
     ['context', 'personas', 'computation_class']
@@ -185,9 +197,9 @@ parsed as (
         _dlt_load_id,
         payload,
         lower({{ field['type'] }}) as message_type,
-        {{ field['userId'] }} as user_id,
-        {{ field['anonymousId'] }} as anonymous_id,
-        {{ field['previousId'] }} as previous_id,
+        {{ identifier['userId'] }} as user_id,
+        {{ identifier['anonymousId'] }} as anonymous_id,
+        {{ identifier['previousId'] }} as previous_id,
         {{ field['groupId'] }} as group_id,
         {{ field['event'] }} as event_text,
         {{ field['name'] }} as name_text,
