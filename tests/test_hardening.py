@@ -10,12 +10,14 @@ import errno
 import gzip
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_receiver import Env, basic, call, event, hook, make_env, sign, track_api
 
+from pipelines.connections import ConnectionConfigError, Registry, validate_trait_path
 from pipelines.payloads import MAX_DEPTH, NotJSON, dumps, loads
 from pipelines.receiver import tracking
 from pipelines.receiver.body import MAX_GZIP_MEMBERS
@@ -267,3 +269,51 @@ def test_intake_reads_no_time_beyond_the_models_offsets() -> None:
     assert tracking.parse_time("2024-05-01T10:00:00+15:59") is not None
     assert tracking.parse_time("2024-05-01T10:00:00+16:00") is None
     assert tracking.parse_time("0000-05-01T10:00:00Z") is None
+
+
+# ---- 12. a private data folder --------------------------------------------------------------------------------------
+
+
+def test_data_folder_and_its_files_are_private(tmp_path: Path) -> None:
+    """What `segment-accounts` sets at start-up (restrict_new_files), then a connection, a spooled event, a load."""
+    from pipelines.loader import load
+    from pipelines.settings import Paths, restrict_new_files
+
+    data = tmp_path / "data"
+    previous = os.umask(0o022)  # a usual umask: the fix must not depend on the operator's
+    try:
+        restrict_new_files()
+        Registry(data).add("web")
+        with SpoolWriter(Paths(data).spool) as writer:
+            writer.append([Record("event", "c", 1, dumps(event()), "m-1")])
+        load(Paths(data))
+    finally:
+        os.umask(previous)
+    found = [data, *data.rglob("*")]
+    names = {p.name for p in found}
+    assert {"warehouse.duckdb", "spool", "cursor.json", "dlt", "connections.json"} <= names
+    shared = [
+        f"{oct(stat.S_IMODE(p.stat().st_mode))} {p.relative_to(tmp_path)}" for p in found if p.stat().st_mode & 0o077
+    ]
+    assert shared == []
+
+
+# ---- also seen: trait paths ---------------------------------------------------------------------------------------
+
+
+def test_trait_paths_are_bounded() -> None:
+    assert validate_trait_path("company." + "a" * 200) == "company." + "a" * 200
+    with pytest.raises(ConnectionConfigError, match="too long"):
+        validate_trait_path("a" * 10_000)
+
+
+def test_a_trait_path_edited_into_an_invalid_value_stops_the_load(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    registry.add("web", account_mapping="traits", account_id_trait="company.id")
+    public = tmp_path / "connections.json"
+    public.write_text(public.read_text().replace('"company.id"', '"company id; drop table x"'))
+    from pipelines.loader import load
+    from pipelines.settings import Paths
+
+    with pytest.raises(ConnectionConfigError, match=r"connection 'web' in connections\.json: invalid account id trait"):
+        load(Paths(tmp_path))
