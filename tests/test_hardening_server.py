@@ -6,7 +6,11 @@ that a test waits seconds, not minutes. Memory is read from /proc (Linux).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import http.client
+import json
 import os
 import resource
 import socket
@@ -19,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.connections import Registry
+from pipelines.spool import SpoolReader
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")]
 
@@ -188,3 +193,89 @@ def test_a_thousand_idle_sockets_leave_the_server_answering(tmp_path: Path) -> N
             sock.close()
         server.stop()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ---- a real full disk -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted for the test (needs root: CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(path: Path) -> None:
+    """Write until the filesystem refuses (ENOSPC), down to its last bytes."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+
+
+def test_full_disk_503_then_recovery_loses_no_acknowledged_event(small_disk: Path) -> None:
+    data = small_disk / "data"
+    server = Server(data, deadline_seconds=10)
+    secret = Registry(data).webhook_secrets(Registry(data).list()[0].connection_id)[0]
+    cid = Registry(data).list()[0].connection_id
+    acknowledged: list[str] = []
+    statuses: list[int] = []
+
+    def post(message_id: str) -> tuple[int, dict[str, str]]:
+        body = json.dumps({"type": "track", "event": "E", "userId": "u", "messageId": message_id}).encode()
+        signature = hmac.new(secret, body, hashlib.sha1).hexdigest()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.request("POST", f"/webhooks/{cid}", body=body, headers={"X-Signature": signature})
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                acknowledged.append(message_id)
+            statuses.append(response.status)
+            return response.status, dict(response.getheaders())
+        finally:
+            conn.close()
+
+    try:
+        for i in range(20):
+            assert post(f"before-{i}")[0] == 200
+        _fill(small_disk / "filler")
+        refused = 0
+        for i in range(40):  # signed webhooks while the disk is full
+            status, headers = post(f"full-{i}")
+            assert status in (200, 503), status
+            if status == 503:
+                refused += 1
+                assert headers.get("retry-after")
+        assert refused > 0
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/health")
+        health = conn.getresponse()
+        assert (health.status, json.loads(health.read())["status"]) == (503, "degraded")
+        conn.close()
+        (small_disk / "filler").unlink()  # space returns
+        assert server.health() == 200
+        for i in range(20):
+            assert post(f"after-{i}")[0] == 200
+    finally:
+        server.stop()
+    with SpoolReader(data / "spool") as reader:
+        spooled = {r.message_id for batch in reader.batches() for r in batch.records if r.kind == "event"}
+    lost = [m for m in acknowledged if m not in spooled]
+    print(f"\nfull disk: {len(statuses)} webhooks, {len(acknowledged)} acknowledged, {statuses.count(503)} 503")
+    print(f"full disk: lost {len(lost)}")
+    assert lost == []
+    assert not [p for p in (data / "spool").glob("*.seg") if p.stat().st_size <= 8]  # no empty segments left
