@@ -28,7 +28,7 @@ from pipelines.spool import SpoolWriter
 
 
 def duckdb_read_json(source: Path, database: Path) -> float:
-    """DuckDB's own fastest way to land the same events while keeping each raw JSON object (TOOLCHAIN.md)."""
+    """DuckDB's own fastest way to land the same events while keeping each raw JSON object."""
     con = duckdb.connect(str(database))
     started = time.perf_counter()
     con.execute(

@@ -1,6 +1,6 @@
 """Realistic Segment traffic for the demo, the tests and the benchmarks, from a seed (same seed, same events).
 
-The mix follows what TOOLCHAIN.md measured with (48% track, 30% page, 10% identify, 6% screen, 5% group,
+The mix is a typical product's (48% track, 30% page, 10% identify, 6% screen, 5% group,
 1% alias, 0.5% re-sent duplicates) and it exercises every resolution rule: companies that send group calls,
 users known only by a work email, free-mail users who must stay without an account, anonymous visitors who
 later sign up, and alias chains.

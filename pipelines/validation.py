@@ -1,4 +1,4 @@
-"""Per-event validation: the one place SPEC section 3's quarantine reasons are decided.
+"""Per-event validation: the one place the quarantine reasons of docs/contract.md (section 3) are decided.
 
 Both ways in (the HTTP receiver and ``ingest``) call :func:`event_problem` on every event, so an event is
 accepted or quarantined for the same reason whichever way it arrived. The checks are deliberately shallow: they

@@ -1,4 +1,4 @@
-"""The receiver in-process: every status code, auth path, limit and Tracking API rule (SPEC section 3).
+"""The receiver in-process: every status code, auth path, limit and Tracking API rule (docs/receiver.md).
 
 The ASGI app is called directly with a tiny driver, so a test controls exactly how the body arrives (one chunk,
 many, or more than it announced) and runs in milliseconds. The spool is an in-memory writer except where the

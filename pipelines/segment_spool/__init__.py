@@ -4,7 +4,7 @@ Laid out like dlt's verified sources: ``segment_spool`` is the ``@dlt.source``; 
 ``@dlt.resource``; settings come from ``dlt.config`` (``[sources.segment_spool]`` in ``.dlt/config.toml``).
 
 Records travel as Arrow tables with a fixed schema, which does two jobs: dlt's Arrow path is two orders of
-magnitude faster than nested dicts here (TOOLCHAIN.md), and a fixed schema means the payload stays one text
+magnitude faster than nested dicts (bench/bench_loader.py), and a fixed schema means the payload stays one text
 column exactly as received; dlt never flattens it and new traits never add columns.
 """
 

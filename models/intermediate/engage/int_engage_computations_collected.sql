@@ -79,7 +79,7 @@ final as (
         valued.computation_class,
         valued.computation_id,
         valued.space_id,
-        -- the contract (SPEC section 4) names this column `value`
+        -- fct_audience_history's documented column is `value`
         valued.computed_value as value,  -- noqa: RF04
         valued.occurred_at,
         valued.received_at,
