@@ -279,3 +279,69 @@ def test_full_disk_503_then_recovery_loses_no_acknowledged_event(small_disk: Pat
     print(f"full disk: lost {len(lost)}")
     assert lost == []
     assert not [p for p in (data / "spool").glob("*.seg") if p.stat().st_size <= 8]  # no empty segments left
+
+
+# ---- bigger floods (long) -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.long
+def test_floods_together_leave_memory_bounded_and_a_normal_client_answered(tmp_path: Path) -> None:
+    """8 endless-header sockets (256 MiB between them), 500 idle sockets and gzip member bombs at once, for 20 s,
+    while a normal client polls /health: every answer 200, and the server's RSS never 64 MB over its start."""
+    import gzip
+    import threading
+
+    server = Server(tmp_path, deadline_seconds=2)
+    base = server.rss_kb()
+    stop = threading.Event()
+    peak = [base]
+
+    def flood() -> None:
+        line = b"X-Flood: " + b"a" * 1000 + b"\r\n"
+        sent = 0
+        while not stop.is_set() and sent < 32 * 2**20:
+            try:
+                with server.connect() as s:
+                    s.sendall(b"POST /v1/batch HTTP/1.1\r\n")
+                    while not stop.is_set():
+                        s.sendall(line * 64)
+                        sent += len(line) * 64
+            except OSError:
+                pass
+
+    def bombs() -> None:
+        empty = gzip.compress(b"")
+        body = empty * (500 * 1024 // len(empty))
+        while not stop.is_set():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                conn.request("POST", "/v1/batch", body=body, headers={"Content-Encoding": "gzip"})
+                assert conn.getresponse().status == 400
+                conn.close()
+            except OSError:
+                pass
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], server.rss_kb())
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=f) for f in [flood] * 8 + [bombs] * 2 + [sample]]
+    idle = [server.connect() for _ in range(500)]
+    try:
+        for t in threads:
+            t.start()
+        until = time.monotonic() + 20
+        answered = 0
+        while time.monotonic() < until:
+            assert server.health() == 200
+            answered += 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        for s in idle:
+            s.close()
+        server.stop()
+    print(f"\nfloods: {answered} health checks answered, RSS {base // 1024} MB -> peak {peak[0] // 1024} MB")
+    assert peak[0] - base < 64 * 1024
