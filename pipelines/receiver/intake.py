@@ -1,7 +1,7 @@
 """Events -> spool Records: the per-event verdict inside an accepted request.
 
-An event that fails validation (docs/contract.md, section 3) or is over the per-event size limit becomes a "rejected" Record
-carrying its reason; the rest of the request is still accepted. Either way the bytes are kept.
+An event that fails validation (docs/contract.md, section 3) or is over the per-event size limit becomes a
+"rejected" Record carrying its reason; the rest of the request is still accepted. Either way the bytes are kept.
 """
 
 from __future__ import annotations
