@@ -317,3 +317,10 @@ def test_a_trait_path_edited_into_an_invalid_value_stops_the_load(tmp_path: Path
 
     with pytest.raises(ConnectionConfigError, match=r"connection 'web' in connections\.json: invalid account id trait"):
         load(Paths(tmp_path))
+
+
+def test_a_quarantined_batch_item_never_holds_a_write_key(env: Env) -> None:
+    reply = track_api(env, "/v1/batch", {"batch": [event(), env.write_key, [env.write_key]]}, key=env.write_key)
+    assert reply.status == 200
+    assert len(env.writer.rejected) == 2
+    assert all(env.write_key.encode() not in r.payload for r in env.writer.records)

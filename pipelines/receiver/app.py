@@ -240,6 +240,8 @@ class ReceiverApp:
             # Two credentials naming different connections (or a wrong one): which source sent this is unknown.
             raise unauthorized("the writeKey in the body and the Authorization header disagree")
         records = _tracking_records(connection.connection_id, received_at_us, name, document)
+        # A quarantined item (a batch item that is no object) is kept as sent: never with a credential in it.
+        records = [r._replace(payload=registry.redact(r.payload)) if r.kind == "rejected" else r for r in records]
         await self._committer_commit(records)
 
     async def _committer_commit(self, records: list[Record]) -> None:
