@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test test-long test-spark test-cloud venv lint bench clean postgres-binaries java
+.PHONY: demo test test-long test-spark test-cloud venv lint bench clean postgres-binaries chromium java
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ postgres-binaries:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 		{ echo "installing PostgreSQL server binaries (Debian package postgresql)"; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+# The admin page's browser test drives the OS's Chromium with playwright (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+		{ echo "installing Chromium for the browser test (Debian package chromium)"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 demo: venv
 	SEGMENT_ACCOUNTS_DATA=$${SEGMENT_ACCOUNTS_DATA:-$(CURDIR)/data/demo} $(BIN)/segment-accounts demo
@@ -66,7 +72,7 @@ lint: venv
 	$(BIN)/ruff check pipelines tests bench
 	$(BIN)/ruff format --check pipelines tests bench
 
-test: venv lint postgres-binaries
+test: venv lint postgres-binaries chromium
 	$(BIN)/pytest
 
 # The long variants (marker `long`): more generated input and more repetitions than `make test` can afford.

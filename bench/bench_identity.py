@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RAW_DDL = (ROOT / "tests" / "fixtures" / "dbt_project" / "raw_tables.sql").read_text()
 IDENTITY_MODELS = [
     "int_identifiers_cleaned",
+    "int_user_id_components",
     "int_user_ids_merged",
     "int_anonymous_ids_stitched",
     "int_contact_identifiers_resolved",
@@ -302,12 +303,12 @@ def main() -> int:
         ours_components = timed(database, statements[1:2], args.baseline_timeout)
         theirs = timed(database, [baseline], args.baseline_timeout)
         print(
-            f"identity SQL (5 models), fresh process: {ours_all[0]:.2f} s ({spread}), "
+            f"identity SQL ({len(IDENTITY_MODELS)} models), fresh process: {ours_all[0]:.2f} s ({spread}), "
             f"peak RSS {ours_all[1] / 2**20:.0f} MiB, "
             f"CPU {ours_all[2]:.2f} s ({', '.join(f'{m} {materialized[m]}' for m in IDENTITY_MODELS)})"
         )
         print(
-            f"components only (int_user_ids_merged): {ours_components[0]:.2f} s, "
+            f"components only ({IDENTITY_MODELS[1]}): {ours_components[0]:.2f} s, "
             f"peak RSS {ours_components[1] / 2**20:.0f} MiB, CPU {ours_components[2]:.2f} s"
         )
         if theirs is None:

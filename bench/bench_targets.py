@@ -33,7 +33,7 @@ from pipelines.spool import SpoolWriter
 from pipelines.transform import run_dbt, run_results_file
 from tests.pg_server import PostgresServer, running_postgres
 
-AS_OF = json.dumps({"account_activity_as_of": "2026-11-20T00:00:00Z"})
+AS_OF = json.dumps({"segment_accounts__account_activity_as_of": "2026-11-20T00:00:00Z"})
 
 
 def timed_load(paths: Paths, env: dict[str, str], file_format: str | None = None) -> float:

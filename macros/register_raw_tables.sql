@@ -18,7 +18,7 @@
 
 {% macro spark__register_raw_tables() -%}
     {%- if execute -%}
-        {%- set schema = env_var('SEGMENT_ACCOUNTS_RAW_SCHEMA', var('segment_accounts_raw_schema')) -%}
+        {%- set schema = env_var('SEGMENT_ACCOUNTS_RAW_SCHEMA', var('segment_accounts__raw_schema')) -%}
         {%- set lake = (env_var('SEGMENT_ACCOUNTS_DATA', 'data') ~ '/lake/' ~ schema) | replace("'", "\\'") -%}
         {%- do run_query('create database if not exists ' ~ schema) -%}
         {%- for table in ['raw_events', 'rejected_events', 'connections'] -%}

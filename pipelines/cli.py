@@ -31,11 +31,112 @@ main.add_command(connections)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Server processes.")
-def serve(host: str, port: int, workers: int) -> None:
-    """Receive Segment webhooks and Tracking API calls into the spool (never opens the warehouse)."""
+@click.option(
+    "--public-url",
+    help="The https URL Segment reaches this receiver at (your reverse proxy); saved for `connections add`, "
+    "`connections list` and the admin page.",
+)
+@click.option(
+    "--admin-host", default="127.0.0.1", show_default=True, help="Address of the admin page (keep it private)."
+)
+@click.option("--admin-port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="0: no admin page.")
+def serve(host: str, port: int, workers: int, public_url: str | None, admin_host: str, admin_port: int) -> None:
+    """Receive Segment webhooks and Tracking API calls into the spool (never opens the warehouse), and serve the
+    admin page on its own listener."""
+    from pipelines import public_url as urls
+    from pipelines.connections import ConnectionConfigError
     from pipelines.receiver.server import serve as run_server
 
+    data = paths().data
+    try:
+        if public_url:
+            urls.save(data, public_url)
+        url = urls.resolve(data)
+    except ConnectionConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if url.warning():
+        click.secho(f"Warning: {url.warning()}", fg="yellow", err=True)
+    if admin_port:
+        _start_admin(data, admin_host, admin_port)
     run_server(host=host, port=port, workers=workers)
+
+
+def _start_admin(data: Path, host: str, port: int) -> None:
+    from pipelines import public_url as urls
+    from pipelines.admin import token
+    from pipelines.admin.server import start_in_thread
+
+    new_token = token.ensure(data)
+    start_in_thread(data, host, port)
+    shown_host = f"[{host}]" if ":" in host else host
+    page = f"http://{shown_host}:{port}/"
+    if new_token:
+        click.echo(f"Admin page: {page}login?token={new_token}", err=True)
+        click.secho(
+            "This admin token is shown only this once; `segment-accounts admin rotate-token` replaces it.",
+            fg="yellow",
+            err=True,
+        )
+    else:
+        click.echo(f"Admin page: {page} (admin token in {token.token_path(data)}, hashed)", err=True)
+    if not urls.is_loopback(page):
+        click.secho(
+            "Warning: the admin page is not on loopback: put it behind TLS and a firewall.", fg="yellow", err=True
+        )
+
+
+@main.group()
+def admin() -> None:
+    """The admin page's token."""
+
+
+@admin.command("rotate-token")
+def rotate_token() -> None:
+    """Make a new admin token (printed once); the old one and every signed-in browser stop working."""
+    from pipelines.admin import token
+
+    new_token = token.rotate(paths().data)
+    click.echo(f"New admin token: {new_token}")
+    click.echo("Sign in at the admin page's /login, or open /login?token=<token>. It is shown only this once.")
+
+
+@main.command()
+@click.option("--connection", "connection_name", help="Only this connection (name or id).")
+@click.option("--rejected", is_flag=True, help="Only rejected events and refused deliveries.")
+@click.option("-n", "--lines", default=50, show_default=True, type=click.IntRange(1, 50), help="How many.")
+@click.option("--payloads", is_flag=True, help="Print each payload (write keys removed) under its line.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new ones until Ctrl-C.")
+def tail(connection_name: str | None, rejected: bool, lines: int, payloads: bool, follow: bool) -> None:
+    """The last events each connection accepted, rejected or refused, from the receiver (no warehouse)."""
+    import time
+
+    from pipelines import activity
+    from pipelines.connections import ConnectionConfigError, Registry
+
+    data = paths().data
+    try:
+        registry = Registry(data)
+        ids = [registry.get(connection_name).connection_id] if connection_name else None
+    except ConnectionConfigError as error:
+        raise click.ClickException(str(error)) from None
+    kinds = ("rejected", "refused") if rejected else activity.KINDS
+    names = {c.connection_id: c.name for c in registry.list()}
+    items = activity.tail(data, connection_ids=ids, kinds=kinds, limit=lines)
+    if not items and not follow:
+        click.echo("Nothing received yet." + ("" if ids is None else " (for this connection)"))
+    seq = 0
+    while True:
+        for item in reversed(items):
+            detail = item.reason or item.message_id or ""
+            name = names.get(item.connection_id, item.connection_id)
+            click.echo(f"{activity.iso_us(item.received_at_us)}  {name}  {item.kind:<8}  {item.summary}  {detail}")
+            if payloads and item.payload:
+                click.echo(f"    {item.payload}")
+            seq = max(seq, item.seq)
+        if not follow:
+            return
+        time.sleep(1)
+        items = activity.tail(data, connection_ids=ids, kinds=kinds, after_seq=seq, limit=50)
 
 
 @main.command()
@@ -97,17 +198,21 @@ def run(full_refresh: bool, wait: bool) -> None:
 
 @main.command()
 def freshness() -> None:
-    """Has Segment stopped delivering? dbt's source freshness: exit 0 pass or warn, 1 error."""
-    from pipelines.freshness import check_freshness
+    """Has Segment stopped delivering? dbt's source freshness, then each connection from the receiver's counts:
+    exit 0 pass or warn, 1 error."""
+    from pipelines.freshness import check_connections, check_freshness
 
     code, results = check_freshness(paths())
     for result in results:
         click.echo(result.line())
-    if code != 0:
-        if not results:
-            raise click.ClickException(
-                f"dbt source freshness failed (exit {code}), output above; has `segment-accounts load` run yet?"
-            )
+    connections = check_connections(paths())
+    for connection in connections:
+        click.echo(connection.line())
+    if code != 0 and not results:
+        raise click.ClickException(
+            f"dbt source freshness failed (exit {code}), output above; has `segment-accounts load` run yet?"
+        )
+    if code != 0 or any(c.status == "error" for c in connections):
         sys.exit(1)
 
 

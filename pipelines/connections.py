@@ -36,7 +36,7 @@ from pipelines import settings
 
 log = logging.getLogger(__name__)
 
-TRAIT_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,7}$"
+TRAIT_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*([.][A-Za-z_][A-Za-z0-9_]*){0,7}$"
 """Dotted trait paths, up to 8 levels. Paths reach SQL only as data, but we still refuse anything odd early."""
 
 MAX_TRAIT_PATH_CHARS = 255
@@ -323,6 +323,24 @@ class Registry:
                 if value and value in data:
                     data = data.replace(value, b"[redacted]")
         return data
+
+    def current_credentials(self, connection_id: str) -> Credentials | None:
+        """The current webhook secret and write key, for the admin page's "reveal" (the CLI never shows them)."""
+        s = self._state.secrets.get(connection_id)
+        if s is None or connection_id not in self._state.connections:
+            return None
+        webhook = [x.value for x in s.webhook if x.expires_at is None]
+        keys = [x.value for x in s.write_keys if x.expires_at is None]
+        if not webhook or not keys:
+            return None
+        return Credentials(webhook_secret=webhook[0], write_key=keys[0], write_key_rotated=False)
+
+    def grace_until(self, connection_id: str, now: datetime | None = None) -> str | None:
+        """Until when (ISO-8601 UTC) a replaced secret or write key still works; None when none does."""
+        s = self._state.secrets.get(connection_id)
+        t = _now(now)
+        ends = [x.expires_at for x in (*s.webhook, *s.write_keys) if x.expires_at and x.valid_at(t)] if s else []
+        return _iso(max(ends)) if ends else None
 
     def refresh(self) -> None:
         """Re-read the files if they changed since the last read: two ``stat`` calls when nothing did.

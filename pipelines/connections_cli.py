@@ -15,9 +15,11 @@ from typing import Any
 
 import click
 
+from pipelines import public_url
+from pipelines.activity import ConnectionActivity, iso_us, summaries
 from pipelines.connections import ACCOUNT_MAPPINGS, Connection, ConnectionConfigError, Registry
+from pipelines.settings import data_dir
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 WARNING = "Save the secret and write key now: they are shown only this once."
 WARNING_SECRET_ONLY = "Save the secret now: it is shown only this once."
 
@@ -47,14 +49,23 @@ def _echo_json(doc: dict[str, Any]) -> None:
     click.echo(json.dumps(doc, indent=2))
 
 
-def webhook_url(base_url: str, connection_id: str) -> str:
-    return f"{base_url.rstrip('/')}/webhooks/{connection_id}"
+def _public_url(explicit: str | None = None) -> public_url.PublicUrl:
+    """The configured public URL, with its loopback warning on stderr (stdout stays parseable)."""
+    with _user_errors():
+        url = public_url.resolve(data_dir(), explicit)
+    warning = url.warning()
+    if warning:
+        click.secho(f"Warning: {warning}", fg="yellow", err=True)
+    return url
 
 
-def _check_base_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not value.startswith(("http://", "https://")) or value.rstrip("/") in ("http:/", "https:/"):
-        raise click.BadParameter(f"{value!r} is not an http(s) URL such as https://segment.example.com")
-    return value.rstrip("/")
+def _check_base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return public_url.validate(value)
+    except ConnectionConfigError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @click.group("connections")
@@ -86,11 +97,9 @@ def connections() -> None:
 )
 @click.option(
     "--base-url",
-    envvar="SEGMENT_ACCOUNTS_PUBLIC_URL",
-    default=DEFAULT_BASE_URL,
-    show_default=True,
     callback=_check_base_url,
-    help="Public URL of the receiver, for the webhook URL shown (env: SEGMENT_ACCOUNTS_PUBLIC_URL).",
+    help="Public URL of the receiver for the webhook URL shown; default: the one `serve --public-url` saved "
+    "(env: SEGMENT_ACCOUNTS_PUBLIC_URL).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def add_cmd(
@@ -100,7 +109,7 @@ def add_cmd(
     account_name_trait: str | None,
     no_email_fallback: bool,
     allow_legacy_batch_signature: bool,
-    base_url: str,
+    base_url: str | None,
     as_json: bool,
 ) -> None:
     """Add a connection NAME and print its webhook URL, secret and write key."""
@@ -114,7 +123,7 @@ def add_cmd(
             email_fallback=not no_email_fallback,
             allow_legacy_batch_signature=allow_legacy_batch_signature,
         )
-    url = webhook_url(base_url, conn.connection_id)
+    url = _public_url(base_url).webhook_url(conn.connection_id)
     if as_json:
         _echo_json(
             {
@@ -138,26 +147,45 @@ def add_cmd(
 @connections.command("list")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON object: {"connections": [...]}.')
 def list_cmd(as_json: bool) -> None:
-    """List connections (never their secrets)."""
-    conns = _registry().list()
+    """List connections with their webhook URL and the last 24 h of traffic (never their secrets)."""
+    reg = _registry()
+    conns = reg.list()
+    url = _public_url()
+    activity = summaries(data_dir()) if conns else {}
     if as_json:
-        _echo_json({"connections": [c.public_dict() for c in conns]})
+        _echo_json(
+            {
+                "public_url": url.url,
+                "connections": [
+                    {
+                        **c.public_dict(),
+                        "webhook_url": url.webhook_url(c.connection_id),
+                        "grace_until": reg.grace_until(c.connection_id),
+                        **activity.get(c.connection_id, ConnectionActivity(c.connection_id)).as_dict(),
+                    }
+                    for c in conns
+                ],
+            }
+        )
         return
     if not conns:
         click.echo("No connections yet. Add one with: segment-accounts connections add NAME")
         return
-    header = ("NAME", "ID", "MAPPING", "TRAITS", "EMAIL FALLBACK", "CREATED")
-    rows = [
-        (
-            c.name,
-            c.connection_id,
-            c.account_mapping,
-            _traits(c),
-            "yes" if c.email_fallback else "no",
-            c.created_at,
+    header = ("NAME", "MAPPING", "LAST EVENT", "EVENTS 24H", "REJECTS 24H", "OLD SECRET UNTIL", "WEBHOOK URL")
+    rows = []
+    for c in conns:
+        a = activity.get(c.connection_id, ConnectionActivity(c.connection_id))
+        rows.append(
+            (
+                c.name,
+                c.account_mapping if c.account_mapping != "traits" else f"traits ({_traits(c)})",
+                iso_us(a.last_event_us) or "never",
+                str(a.events_last_day),
+                str(a.rejected_last_day + a.refused_last_day),
+                reg.grace_until(c.connection_id) or "-",
+                url.webhook_url(c.connection_id),
+            )
         )
-        for c in conns
-    ]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, *rows):
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

@@ -5,15 +5,31 @@ never reached Segment), nothing errors, the data just ages. dbt's source freshne
 `segment` source in `_segment__sources.yml`) is the check; this command runs it with the installation's paths
 and prints one line per source table, so an orchestrator can alert on its exit code like dbt's: 0 pass or warn,
 1 error.
+
+Per connection, the check reads the receiver's own activity counts (``pipelines/activity.py``), not the warehouse:
+``raw_events`` is one table for every connection, so a source that went quiet hides behind one that still sends,
+and the warehouse is only as fresh as the last load, so a lagging loader would look like a silent Segment. The
+counts know when each connection last delivered, whether or not anything has been loaded since. They count live
+deliveries only: a backfill with ``ingest`` is history, not a sign that Segment is sending. The thresholds are
+the ones on the source, so one place sets both.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from pipelines.settings import Paths
+import yaml
+
+from pipelines.activity import iso_us, summaries
+from pipelines.connections import Registry
+from pipelines.settings import PROJECT_DIR, Paths
 from pipelines.transform import dbt_artifact, run_dbt
+
+SOURCES_FILE = PROJECT_DIR / "models" / "staging" / "segment" / "_segment__sources.yml"
+_PERIOD_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 @dataclass(frozen=True)
@@ -67,3 +83,52 @@ def check_freshness(paths: Paths) -> tuple[int, list[SourceFreshness]]:
 def _first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0][:300] if lines else ""
+
+
+@dataclass(frozen=True)
+class ConnectionFreshness:
+    name: str
+    status: str  # pass, warn or error, with the source's thresholds
+    last_event_us: int | None
+    age_seconds: float | None
+    warn_seconds: float
+    error_seconds: float
+
+    def line(self) -> str:
+        limits = f"warn after {_age(self.warn_seconds)}, error after {_age(self.error_seconds)}"
+        if self.age_seconds is None:
+            return f"freshness {self.status}: connection {self.name} has received no event yet ({limits})"
+        return (
+            f"freshness {self.status}: connection {self.name} last received {_age(self.age_seconds)} ago, "
+            f"at {iso_us(self.last_event_us)} ({limits})"
+        )
+
+
+def source_thresholds(path: Path = SOURCES_FILE) -> tuple[float, float]:
+    """The warn and error ages (seconds) set on ``raw_events`` in the dbt project."""
+    doc = yaml.safe_load(path.read_text())
+    for source in doc["sources"]:
+        for table in source.get("tables", []):
+            if table["name"] == "raw_events":
+                rule = table["config"]["freshness"]
+                warn, error = rule["warn_after"], rule["error_after"]
+                return (
+                    warn["count"] * _PERIOD_SECONDS[warn["period"]],
+                    error["count"] * _PERIOD_SECONDS[error["period"]],
+                )
+    raise ValueError(f"no freshness on raw_events in {path}")
+
+
+def check_connections(paths: Paths, now_us: int | None = None) -> list[ConnectionFreshness]:
+    """One result per connection from the receiver's counts: no warehouse, no dbt."""
+    now = now_us if now_us is not None else time.time_ns() // 1000
+    warn, error = source_thresholds()
+    activity = summaries(paths.data, now)
+    out = []
+    for connection in Registry(paths.data).list():
+        found = activity.get(connection.connection_id)
+        last = found.last_event_us if found else None
+        age = None if last is None else max(0.0, (now - last) / 1_000_000)
+        status = "warn" if age is None else "error" if age >= error else "warn" if age >= warn else "pass"
+        out.append(ConnectionFreshness(connection.name, status, last, age, warn, error))
+    return out

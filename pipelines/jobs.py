@@ -22,8 +22,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BUSY = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 
-# Unit tests check the SQL, not the data: CI and `transform` run them; a schedule need not every time.
-SCHEDULED_BUILD_OPTIONS = ("--exclude-resource-type", "unit_test")
+# The scheduled selection is dbt's own (selectors.yml), so an orchestrator's `dbt build --selector scheduled`
+# builds exactly what `run` builds.
+SCHEDULED_BUILD_OPTIONS = ("--selector", "scheduled")
 
 
 class Busy(RuntimeError):

@@ -1,8 +1,8 @@
 """A throwaway PostgreSQL server for the Postgres suite: initdb in a temp folder, a free loopback port, stopped after.
 
 Not pytest-postgresql: it runs initdb as the current user, and CI runs as root, which initdb refuses. Here the
-server runs as the ``postgres`` OS user when we are root (initdb and postgres refuse to run as root), as
-ourselves otherwise.
+server runs as the ``postgres`` OS user when we are root (initdb and postgres refuse to run as root), as ourselves
+otherwise.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def test_other_adapters_compile(adapter, tmp_path):
     # table exists), hence the incremental models compiled as tables: every model, only not their
     # incremental branch.
     args = ["compile", "--target", adapter, "--no-introspect", "--no-populate-cache"]
-    args += ["--select", "resource_type:model", "--vars", "{segment_accounts_incremental: false}"]
+    args += ["--select", "resource_type:model", "--vars", "{segment_accounts__incremental: false}"]
     result = subprocess.run(
         dbt_command(Paths(data), args), cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False
     )

@@ -383,15 +383,17 @@ def test_cli_base_url_from_env(data: Path, runner: CliRunner, monkeypatch: pytes
 
 def test_cli_list_json_and_table(data: Path, runner: CliRunner) -> None:
     r = cli(runner, "list", "--json")
-    assert json.loads(r.stdout) == {"connections": []}
+    assert json.loads(r.stdout) == {"connections": [], "public_url": "http://127.0.0.1:8080"}
     assert "No connections yet" in cli(runner, "list").output
     cli(runner, "add", "a")
     cli(runner, "add", "b", "--account-mapping", "traits", "--account-id-trait", "org.id")
     doc = json.loads(cli(runner, "list", "--json").stdout)
     assert [c["name"] for c in doc["connections"]] == ["a", "b"]
-    assert all(set(c) == PUBLIC_KEYS for c in doc["connections"])
-    lines = cli(runner, "list").output.splitlines()
-    assert lines[0].split()[:3] == ["NAME", "ID", "MAPPING"]
+    assert all(set(c) >= PUBLIC_KEYS | {"webhook_url", "events_last_day", "grace_until"} for c in doc["connections"])
+    listed = cli(runner, "list")
+    assert "Segment cannot reach it" in listed.stderr  # the default URL is loopback
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:4] == ["NAME", "MAPPING", "LAST", "EVENT"]
     assert "org.id" in lines[2] and lines[2].startswith("b ")
 
 

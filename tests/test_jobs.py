@@ -104,8 +104,8 @@ def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
 def test_merge_protection_warning_reaches_the_run_line_and_status(
     paths: Paths, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    """A contact that gathers more user ids than max_user_ids_per_contact (100) is a warning, not a failure: the
-    scheduled run's one log line and `status` must name it, or nobody sees it."""
+    """A contact that gathers more user ids than var segment_accounts__max_user_ids_per_contact (100) is a warning,
+    not a failure: the scheduled run's one log line and `status` must name it, or nobody sees it."""
     Registry(paths.data).add("web")
     aliases = [
         json.dumps(

@@ -35,7 +35,7 @@ from tests.test_loader import BAD_LINES, TRICKY_EVENTS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-AS_OF = {"account_activity_as_of": "2026-11-20T00:00:00Z"}
+AS_OF = {"segment_accounts__account_activity_as_of": "2026-11-20T00:00:00Z"}
 """dim_account_rollups reads "now": both builds get the same one (the generated traffic is November 2026)."""
 
 # Beyond test_loader's exact-payload events: values each warehouse parses in its own way.

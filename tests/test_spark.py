@@ -28,7 +28,7 @@ pytestmark = pytest.mark.spark
 
 CLI = str(Path(sys.executable).with_name("segment-accounts"))
 EVENTS = 400
-AS_OF = '{"account_activity_as_of": "2026-12-01T00:00:00Z"}'
+AS_OF = '{"segment_accounts__account_activity_as_of": "2026-12-01T00:00:00Z"}'
 MARTS = ["fct_events", "dim_contacts", "dim_accounts", "dim_contact_identifiers", "fct_audience_history"]
 
 

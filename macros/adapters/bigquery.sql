@@ -12,11 +12,9 @@
     - REGEXP_CONTAINS finds a match anywhere: patterns are anchored to match the whole text.
 -#}
 
-
 {% macro bigquery__parse_json(text) -%}
     parse_json({{ text }}, wide_number_mode => 'round')
 {%- endmacro %}
-
 
 {#- `$."key"."key"`: JSONPath with every key quoted, so a key may hold any character but a double quote. -#}
 {% macro bigquery_json_path(path) -%}
@@ -40,7 +38,6 @@
 {% macro bigquery__json_value(json, path) -%}
     json_query({{ json }}, '{{ segment_accounts.bigquery_json_path(path) }}')
 {%- endmacro %}
-
 
 {#-
     Paths that are data: JSONPath must be a constant, the subscript operator takes a key computed per row, so
@@ -69,7 +66,6 @@
     case when {{ json }}[{{ key_expr }}] is not null then to_json_string({{ json }}[{{ key_expr }}]) end
 {%- endmacro %}
 
-
 {#-
     One row per top-level key for `cross join ... as alias`: an UNNEST of structs (key, value), built from
     JSON_KEYS at depth 1. A correlated UNNEST may read the table before it.
@@ -92,20 +88,14 @@
     (json_type({{ json }}) = 'object')
 {%- endmacro %}
 
-
 {% macro bigquery__regexp_like(expr, pattern) -%}
     regexp_contains({{ expr }}, concat('^(?:', {{ pattern }}, ')$'))
 {%- endmacro %}
-
 
 {#- FARM_FINGERPRINT is a signed 64-bit integer. -#}
 {% macro bigquery__hash64(expr) -%}
     farm_fingerprint({{ expr }})
 {%- endmacro %}
-
-
-{% macro bigquery__materialized_cte() -%}{%- endmacro %}
-
 
 {#- The loader's received_at is TIMESTAMP: its UTC wall clock as DATETIME. -#}
 {% macro bigquery__to_utc_timestamp(expr) -%}
@@ -132,13 +122,9 @@
     )
 {%- endmacro %}
 
-
 {% macro bigquery__subtract_clock_skew(received_at, sent_at, original_timestamp) -%}
     datetime_sub(
         {{ received_at }},
         interval datetime_diff({{ sent_at }}, {{ original_timestamp }}, microsecond) microsecond
     )
 {%- endmacro %}
-
-
-{% macro bigquery__parsed_json_cte() -%}{%- endmacro %}

@@ -11,12 +11,6 @@
     - REGEXP_LIKE matches the whole text, as DuckDB's regexp_full_match does.
 -#}
 
-
-{% macro snowflake__parse_json(text) -%}
-    parse_json({{ text }})
-{%- endmacro %}
-
-
 {#- `"key"."key"`: GET_PATH with every key quoted, so a key may hold any character but a double quote. -#}
 {% macro snowflake_json_path(path) -%}
     {% for key in path %}"{{ key }}"{{ "." if not loop.last }}{% endfor %}
@@ -33,7 +27,6 @@
 {% macro snowflake__json_value(json, path) -%}
     get_path({{ json }}, '{{ segment_accounts.snowflake_json_path(path) }}')
 {%- endmacro %}
-
 
 {#-
     Paths that are data: GET takes a key computed per row, GET_PATH only a constant path, so a dotted path
@@ -65,7 +58,6 @@
     to_json(get({{ json }}, {{ key_expr }}))
 {%- endmacro %}
 
-
 {#- A table function in FROM may read the tables before it (Snowflake makes it lateral): columns key, value. -#}
 {% macro snowflake__json_each(json) -%}
     table(flatten(input => {{ json }}))
@@ -79,20 +71,10 @@
     is_object({{ json }})
 {%- endmacro %}
 
-
-{% macro snowflake__regexp_like(expr, pattern) -%}
-    regexp_like({{ expr }}, {{ pattern }})
-{%- endmacro %}
-
-
 {#- HASH is a signed 64-bit integer. -#}
 {% macro snowflake__hash64(expr) -%}
     hash({{ expr }})
 {%- endmacro %}
-
-
-{% macro snowflake__materialized_cte() -%}{%- endmacro %}
-
 
 {#- The loader's received_at is TIMESTAMP_TZ: its UTC wall clock. -#}
 {% macro snowflake__to_utc_timestamp(expr) -%}
@@ -119,7 +101,6 @@
     try_to_timestamp_ntz({{ text }})
 {%- endmacro %}
 
-
 {% macro snowflake__subtract_clock_skew(received_at, sent_at, original_timestamp) -%}
     dateadd(
         microsecond,
@@ -127,6 +108,3 @@
         {{ received_at }}
     )
 {%- endmacro %}
-
-
-{% macro snowflake__parsed_json_cte() -%}{%- endmacro %}

@@ -14,12 +14,10 @@
       that does not parse is null and the occurred_at rule falls through to its next source.
 -#}
 
-
 {#- JSON stays text on Spark (see above): nothing to parse. -#}
 {% macro spark__parse_json(text) -%}
     {{ text }}
 {%- endmacro %}
-
 
 {#- `$.key.key`; a key that is not a plain name goes in brackets (`$['a.b']`), quotes escaped for the literal. -#}
 {% macro spark_json_path(path) -%}
@@ -38,7 +36,6 @@
     get_json_object({{ json }}, '{{ segment_accounts.spark_json_path(path) }}')
 {%- endmacro %}
 
-
 {#- Paths that are data: get_json_object takes a path computed per row. The accepted path syntax (see
     json_dynamic_paths.sql) has no character that needs escaping. -#}
 {% macro spark__json_text_at_dotted_path(json, path_expr) -%}
@@ -53,7 +50,6 @@
     {#- JSON text that keeps the value's type: strings come back quoted, as on the other warehouses. -#}
     to_json(from_json({{ json }}, 'map<string, variant>')[{{ key_expr }}])
 {%- endmacro %}
-
 
 {#-
     One row per top-level key, for `cross join {{ json_each(...) }} as alias`: a lateral generator over the
@@ -86,21 +82,14 @@
     (json_object_keys({{ json }}) is not null)
 {%- endmacro %}
 
-
 {#- rlike finds a match anywhere: anchored here so it matches the whole text, as on the other warehouses. -#}
 {% macro spark__regexp_like(expr, pattern) -%}
     ({{ expr }} rlike concat('^(?:', {{ pattern }}, ')$'))
 {%- endmacro %}
 
-
 {% macro spark__hash64(expr) -%}
     xxhash64({{ expr }})
 {%- endmacro %}
-
-
-{#- Spark has no MATERIALIZED hint for a CTE. -#}
-{% macro spark__materialized_cte() -%}{%- endmacro %}
-
 
 {#- The loader's received_at is a Parquet UTC timestamp: already an instant. -#}
 {% macro spark__to_utc_timestamp(expr) -%}
@@ -138,14 +127,12 @@
     )
 {%- endmacro %}
 
-
 {#- In microseconds, the unit of Spark's timestamps: no interval types, no rounding. -#}
 {% macro spark__subtract_clock_skew(received_at, sent_at, original_timestamp) -%}
     timestamp_micros(
         unix_micros({{ received_at }}) - (unix_micros({{ sent_at }}) - unix_micros({{ original_timestamp }}))
     )
 {%- endmacro %}
-
 
 {#-
     dbt's own listagg on Spark ignores `order by` (it warns and concatenates in whatever order the rows came),
@@ -186,16 +173,15 @@
     {%- endif -%}
 {%- endmacro %}
 
-
 {#-
     Connected components for Spark. The default version references each round's CTEs twice (hooking and
     pointer jumping join a round with itself); Spark inlines every deterministic CTE, so its plan doubles with
     each reference and the analyzer runs out of memory past two rounds. Here each round reads the previous one
     exactly once, so the plan grows linearly: min-label propagation over the adjacency list (with self-loops),
     one hop per round. A component is resolved after as many rounds as its diameter (an alias chain of d
-    aliases needs d rounds), not the logarithmic count of the default: `identity_max_rounds` bounds the chain
-    length on Spark, and the data test assert_identity_components_converged fails loudly if it is too small.
-    Same output: `node`, `component_key` (the smallest hash64 label of the component), `rounds_used` (the last
+    aliases needs d rounds), not the logarithmic count of the default: var
+    `segment_accounts__identity_max_rounds` bounds the chain length on Spark, and the data test assert_identity_components_converged fails loudly if it is too small.
+    Same output: `node`, `component_id` (the smallest node of the component), `rounds_used` (the last
     round in which the node's label changed).
 -#}
 {% macro spark__connected_components(edges, node_a, node_b, max_rounds, pointer_jumps) -%}
@@ -207,9 +193,10 @@ cc_nodes as (
         node,
         {{ segment_accounts.hash64('node') }} as label
     from (
-        select {{ node_a }} as node from {{ edges }}
+        -- as in the default version, a node whose only edge is a self-loop joins nothing and is left out
+        select {{ node_a }} as node from {{ edges }} where {{ node_a }} <> {{ node_b }}
         union all
-        select {{ node_b }} as node from {{ edges }}
+        select {{ node_b }} as node from {{ edges }} where {{ node_a }} <> {{ node_b }}
     ) as both_ends
 
 ),
@@ -273,7 +260,7 @@ cc_final as (
 
     select
         cc_nodes.node,
-        cc_labels_{{ max_rounds }}.label as component_key,
+        min(cc_nodes.node) over (partition by cc_labels_{{ max_rounds }}.label) as component_id,
         cc_labels_{{ max_rounds }}.rounds_used
     from cc_nodes
     inner join cc_labels_{{ max_rounds }}
@@ -283,7 +270,6 @@ cc_final as (
 
 select * from cc_final
 {%- endmacro %}
-
 
 {#- fct_audience_history is a full-rebuild table on Spark (see dbt_project.yml): nothing to delete afterwards. -#}
 {% macro spark__delete_vanished_pairs(history, pairs) -%}

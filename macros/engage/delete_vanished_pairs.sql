@@ -9,9 +9,11 @@
 {%- endmacro %}
 
 {% macro default__delete_vanished_pairs(history, pairs) -%}
-    delete from {{ history }}
-    where {{ dbt.concat(['contact_id', "'|'", 'computation_key']) }} not in (
-        select {{ dbt.concat(['contact_id', "'|'", 'computation_key']) }}
-        from {{ pairs }}
+    delete from {{ history }} as history
+    where not exists (
+        select 1 from {{ pairs }} as pairs
+        where
+            pairs.contact_id = history.contact_id
+            and pairs.computation_key = history.computation_key
     )
 {%- endmacro %}

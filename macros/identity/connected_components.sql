@@ -1,24 +1,16 @@
 {#-
-    Connected components of an undirected graph, set-based, in a fixed number of passes.
-
-    `edges` names a relation (or CTE) with two text columns; the result has one row per node that appears in
-    an edge: `node`, `component_key` (the same for every node of a component, an opaque integer) and
-    `rounds_used` (how many rounds the node's component needed).
-
-    Each round works on a smaller graph than the last (random-mate contraction, as in Boruvka):
-      1. hook: every node points at the smallest label among itself and its neighbours;
-      2. pointer jumping: `pointer_jumps` times, parent := parent of parent, so trees of height up to
-         2^pointer_jumps collapse onto their roots (label doubling, not one hop per pass);
-      3. contract: each node is replaced by its pointer; edges inside a group disappear, the rest are kept once.
-    Labels are random (hash64), so a round keeps about a third of the nodes of a chain (its local minima) and
-    a chain of depth d is done in about log3(d) + 1 rounds. Cycles need nothing special: hooking takes minima
-    and contraction drops self-loops, so a cycle collapses like a chain. Rounds after the graph is empty cost
-    almost nothing, which is why `max_rounds` can be generous: the work falls geometrically, the count of
-    passes never depends on the data size, and the test `assert_identity_components_converged` fails loudly if
-    a component ever needed more rounds than this.
-    Finally the per-round maps are composed backwards to give every original node its final label.
+    Connected components of an undirected graph: `edges` (a relation or CTE) with two text columns in; one row
+    per node of an edge that is not a self-loop out, with `component_id` (the smallest node of its component),
+    and `rounds_used`. The idea, in set-based passes whose count never depends on the data size:
+      1. hook: every node points at the smallest (random, hash64) label among itself and its neighbours;
+      2. pointer jumping: parent := grandparent, `pointer_jumps` times, collapsing the trees that made;
+      3. contract: each node becomes its parent, edges inside a group vanish, and the next round works on a
+         graph about a third the size (a chain of depth d needs about log3(d) + 1 rounds; cycles need nothing);
+      4. compose the per-round parents backwards to give every node its final label.
+    `max_rounds` is generous because rounds past convergence cost next to nothing; the data test
+    assert_identity_components_converged fails if a component ever needed more.
 -#}
-{% macro connected_components(edges, node_a, node_b, max_rounds=var('identity_max_rounds'), pointer_jumps=2) -%}
+{% macro connected_components(edges, node_a, node_b, max_rounds=var('segment_accounts__identity_max_rounds'), pointer_jumps=2) -%}
     {{ return(adapter.dispatch('connected_components', 'segment_accounts')(edges, node_a, node_b, max_rounds, pointer_jumps)) }}
 {%- endmacro %}
 
@@ -134,7 +126,7 @@ cc_final as (
 
     select
         cc_nodes.node,
-        cc_labels_1.label as component_key,
+        min(cc_nodes.node) over (partition by cc_labels_1.label) as component_id,
         cc_labels_1.rounds_used
     from cc_nodes
     inner join cc_labels_1

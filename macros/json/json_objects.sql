@@ -28,7 +28,6 @@
     )
 {%- endmacro %}
 
-
 {#-
     A table function for a FROM clause: one row per top-level key of a JSON object, columns `key` and `value`
     (value as JSON). Both warehouses treat a function call in FROM as lateral, so it may read the preceding table.
@@ -41,14 +40,9 @@
     json_each({{ json }})
 {%- endmacro %}
 
-{% macro duckdb__json_each(json) -%}
-    json_each({{ json }})
-{%- endmacro %}
-
 {% macro postgres__json_each(json) -%}
     jsonb_each(({{ json }})::jsonb)
 {%- endmacro %}
-
 
 {#- Aggregate key/value rows back into one JSON object. -#}
 {% macro json_object_agg(key, value) -%}
@@ -67,7 +61,6 @@
 {% macro postgres__json_object_agg(key, value) -%}
     jsonb_object_agg({{ key }}, {{ value }})
 {%- endmacro %}
-
 
 {#- True when the JSON value is an object (traits sent as a string or an array are ignored). -#}
 {% macro json_is_object(json) -%}

@@ -17,7 +17,6 @@
     (cast({{ expr }} as timestamptz) at time zone 'UTC')
 {%- endmacro %}
 
-
 {#-
     ISO-8601 text as a UTC `timestamp`: `2024-05-01T10:00:00.123+02:00`, `...Z`, `...+0200`, no fraction,
     or no offset at all (read as UTC, never as the session's time zone); RFC 3339's lowercase t and z, and a
@@ -127,7 +126,6 @@
     regexp_replace({{ text }}, '([.][0-9]{6})[0-9]+', '\1')
 {%- endmacro %}
 
-
 {#- receivedAt - (sentAt - originalTimestamp): the device's clock skew taken out of its own timestamp. -#}
 {% macro subtract_clock_skew(received_at, sent_at, original_timestamp) -%}
     {{ return(adapter.dispatch('subtract_clock_skew', 'segment_accounts')(received_at, sent_at, original_timestamp)) }}
@@ -136,15 +134,6 @@
 {% macro default__subtract_clock_skew(received_at, sent_at, original_timestamp) -%}
     ({{ received_at }} - ({{ sent_at }} - {{ original_timestamp }}))
 {%- endmacro %}
-
-{% macro duckdb__subtract_clock_skew(received_at, sent_at, original_timestamp) -%}
-    ({{ received_at }} - ({{ sent_at }} - {{ original_timestamp }}))
-{%- endmacro %}
-
-{% macro postgres__subtract_clock_skew(received_at, sent_at, original_timestamp) -%}
-    ({{ received_at }} - ({{ sent_at }} - {{ original_timestamp }}))
-{%- endmacro %}
-
 
 {#- Now, as a UTC `timestamp`. -#}
 {% macro utc_now() -%}

@@ -1,10 +1,10 @@
 {#-
     One row per account: how many contacts it has, how many were active in the last 7 and 30 days, when it
     was last seen and what its people did most in the last 30 days. "Now" is the build time, or the var
-    `account_activity_as_of` (an ISO timestamp) for reproducible reports and tests.
+    `segment_accounts__account_activity_as_of` (an ISO timestamp) for reproducible reports and tests.
 -#}
 
-{%- set as_of = var('account_activity_as_of') -%}
+{%- set as_of = var('segment_accounts__account_activity_as_of') -%}
 
 with
 

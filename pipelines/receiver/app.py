@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from pipelines import settings
+from pipelines.activity import ActivityRecorder, RecordingWriter
 from pipelines.connections import Connection, Registry
 from pipelines.payloads import NotJSON, dumps, loads, split_array
 from pipelines.receiver import auth
@@ -67,6 +68,7 @@ class ReceiverApp:
         self._committer = Committer(writer) if writer is not None else None
         self._access = AccessLog(access_log) if log_requests else None
         self._refreshed_at = 0.0
+        self._activity: ActivityRecorder | None = None  # per-connection counts for the admin page
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
 
@@ -79,7 +81,9 @@ class ReceiverApp:
         if self._registry is None:
             self._registry = Registry(self.data_dir)
         if self._committer is None:
-            self._committer = Committer(SpoolWriter(settings.Paths(self.data_dir).spool))
+            self._activity = ActivityRecorder(self.data_dir)
+            spool = SpoolWriter(settings.Paths(self.data_dir).spool)
+            self._committer = Committer(RecordingWriter(spool, self._activity))
         return self._registry, self._committer
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -199,6 +203,7 @@ class ReceiverApp:
         headers = _headers(scope)
         signature = headers.get(b"x-signature")
         if not signature:
+            self._refused(connection_id, "missing X-Signature", received_at_us)
             raise unauthorized("missing X-Signature")
         gzipped = _gzipped(headers)
         raw = await read_body(receive, _length(headers))
@@ -206,9 +211,15 @@ class ReceiverApp:
         if not auth.signature_ok(raw, signature, secrets) and not (
             connection.allow_legacy_batch_signature and auth.legacy_batch_signature_ok(raw, signature, secrets)
         ):
+            self._refused(connection_id, "wrong signature", received_at_us)
             raise unauthorized("wrong signature")
         body = _inflate(raw, gzipped, connection_id)
         await self._committer_commit(_webhook_records(connection_id, received_at_us, body))
+
+    def _refused(self, connection_id: str, reason: str, received_at_us: int) -> None:
+        """Count a refused delivery for a known connection (a stale secret in Segment shows up on the page)."""
+        if self._activity is not None:
+            self._activity.refused(connection_id, reason, received_at_us)
 
     async def _tracking(self, scope: Scope, receive: Receive, name: str, received_at_us: int) -> None:
         """Segment HTTP Tracking API: Basic auth or body writeKey; single calls and batches."""

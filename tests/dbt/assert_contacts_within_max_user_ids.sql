@@ -1,5 +1,5 @@
 {#-
-    Merge protection: one contact gathering more than var('max_user_ids_per_contact') user ids usually means a
+    Merge protection: one contact gathering more than var('segment_accounts__max_user_ids_per_contact') user ids usually means a
     bad alias (a shared test account, an id like "admin"). Warns with the offending contacts; the data stays.
 -#}
 {{ config(severity='warn') }}
@@ -20,7 +20,7 @@ final as (
     from contact_identifiers
     where identifier_type = 'user_id'
     group by contact_id
-    having count(*) > {{ var('max_user_ids_per_contact') }}
+    having count(*) > {{ var('segment_accounts__max_user_ids_per_contact') }}
 
 )
 

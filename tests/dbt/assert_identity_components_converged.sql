@@ -1,5 +1,5 @@
 {#-
-    The alias graph was fully resolved within var('identity_max_rounds') rounds of connected_components:
+    The alias graph was fully resolved within var('segment_accounts__identity_max_rounds') rounds of connected_components:
     both ends of every alias share one canonical user id. Fails (error) otherwise: raise the var.
 -#}
 

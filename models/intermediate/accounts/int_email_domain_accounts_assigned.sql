@@ -51,7 +51,10 @@ final as (
     from emails_by_recency
     where
         recency_rank = 1
-        and email_domain not in (select excluded_domains.email_domain from excluded_domains)
+        and not exists (
+            select 1 from excluded_domains
+            where excluded_domains.email_domain = emails_by_recency.email_domain
+        )
 
 )
 

@@ -34,9 +34,11 @@ final as (
 
     select email_domain
     from listed
-    where email_domain not in (
-        select overrides.email_domain from overrides
-        where overrides.override_action = 'allow'
+    where not exists (
+        select 1 from overrides
+        where
+            overrides.email_domain = listed.email_domain
+            and overrides.override_action = 'allow'
     )
 
 )

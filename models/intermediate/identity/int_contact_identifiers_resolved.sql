@@ -27,7 +27,10 @@ user_id_identifiers as (
     -- a previousId that was only ever an anonymous id is listed once, as an anonymous id
     where
         is_seen_as_user_id
-        or user_id not in (select anonymous_ids.anonymous_id from anonymous_ids)
+        or not exists (
+            select 1 from anonymous_ids
+            where anonymous_ids.anonymous_id = user_ids.user_id
+        )
 
 ),
 

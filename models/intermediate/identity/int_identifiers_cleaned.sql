@@ -45,26 +45,24 @@ trimmed as (
 
 final as (
 
+    -- left joins, not `not in (subquery)`: a null in the list would empty that
     select
-        event_id,
-        connection_id,
-        message_id,
-        message_type,
-        occurred_at,
-        received_at,
-        case
-            when lower(user_id) not in (select junk_identifiers.junk_identifier from junk_identifiers)
-                then user_id
-        end as user_id,
-        case
-            when lower(anonymous_id) not in (select junk_identifiers.junk_identifier from junk_identifiers)
-                then anonymous_id
-        end as anonymous_id,
-        case
-            when lower(previous_id) not in (select junk_identifiers.junk_identifier from junk_identifiers)
-                then previous_id
-        end as previous_id
+        trimmed.event_id,
+        trimmed.connection_id,
+        trimmed.message_id,
+        trimmed.message_type,
+        trimmed.occurred_at,
+        trimmed.received_at,
+        case when junk_user_ids.junk_identifier is null then trimmed.user_id end as user_id,
+        case when junk_anonymous_ids.junk_identifier is null then trimmed.anonymous_id end as anonymous_id,
+        case when junk_previous_ids.junk_identifier is null then trimmed.previous_id end as previous_id
     from trimmed
+    left join junk_identifiers as junk_user_ids
+        on lower(trimmed.user_id) = junk_user_ids.junk_identifier
+    left join junk_identifiers as junk_anonymous_ids
+        on lower(trimmed.anonymous_id) = junk_anonymous_ids.junk_identifier
+    left join junk_identifiers as junk_previous_ids
+        on lower(trimmed.previous_id) = junk_previous_ids.junk_identifier
 
 )
 

@@ -1,6 +1,6 @@
 {#-
     Rule "alias merge chains": every alias (previousId -> userId) joins both ids into one contact, transitively
-    and whatever the cycles (connected components, macro connected_components). The canonical user id is the
+    and whatever the cycles (the components of int_user_id_components). The canonical user id is the
     userId of the component's most recent alias (occurred_at, then received_at, then messageId); a user id
     without aliases is its own canonical id. A previousId with no events of its own is a node all the same.
 -#}
@@ -56,17 +56,17 @@ user_id_nodes as (
 
 components as (
 
-    {{ segment_accounts.connected_components('alias_edges', 'previous_id', 'user_id') }}
+    select * from {{ ref('int_user_id_components') }}
 
 ),
 
 aliases_by_recency as (
 
     select
-        components.component_key,
+        components.component_id,
         alias_edges.user_id,
         row_number() over (
-            partition by components.component_key
+            partition by components.component_id
             order by alias_edges.occurred_at desc, alias_edges.received_at desc, alias_edges.message_id desc
         ) as recency_rank
     from alias_edges
@@ -78,7 +78,7 @@ aliases_by_recency as (
 canonical_user_ids as (
 
     select
-        component_key,
+        component_id,
         user_id as canonical_user_id
     from aliases_by_recency
     where recency_rank = 1
@@ -92,12 +92,12 @@ final as (
         user_id_nodes.is_seen_as_user_id,
         components.rounds_used as alias_rounds_used,
         coalesce(canonical_user_ids.canonical_user_id, user_id_nodes.user_id) as canonical_user_id,
-        components.component_key is not null as is_aliased
+        components.component_id is not null as is_aliased
     from user_id_nodes
     left join components
         on user_id_nodes.user_id = components.node
     left join canonical_user_ids
-        on components.component_key = canonical_user_ids.component_key
+        on components.component_id = canonical_user_ids.component_id
 
 )
 

@@ -16,56 +16,42 @@
 ) }}
 
 {#-
-    Rule "keys in camelCase or snake_case": the top-level keys read from every event, each in both spellings
-    (macro to_snake_case), camelCase winning when an event carries both; plus the nested texts later models
-    filter on (context.groupId, the two email traits, the Engage computation class), so that they never parse
-    every event's JSON again on each run: `field[key]` is the expression for the key's text. `objects` are the
-    JSON values kept whole.
+    Rule "keys in camelCase or snake_case": each top-level key is read in both spellings, camelCase winning when
+    an event carries both. `texts` are every JSON text read below, `objects` the JSON values kept whole: each
+    list is read in one pass over the document (macro json_batch), and `text` and `object` below name its items.
 -#}
-{%- set keys = [
-    'type', 'groupId', 'event', 'name', 'category',
-    'timestamp', 'originalTimestamp', 'sentAt', 'receivedAt'
-] -%}
-{%- set objects = [['properties'], ['traits'], ['context']] -%}
-{#- Ids are read as JSON values: their type decides whether they are ids at all (macro segment_identifier). -#}
-{%- set identifier = {} -%}
-{%- for key in ['userId', 'anonymousId', 'previousId'] -%}
-    {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
-    {%- do objects.extend([[key], [snake_case_key]]) -%}
-    {%- do identifier.update({key: segment_accounts.segment_identifier(
-        segment_accounts.json_batch_item('payload_objects', 'payload', objects, [key], as_text=false),
-        segment_accounts.json_batch_item('payload_objects', 'payload', objects, [snake_case_key], as_text=false),
-        segment_accounts.json_text('payload', [key]),
-        segment_accounts.json_text('payload', [snake_case_key]),
-    )}) -%}
-{%- endfor -%}
-{%- set paths = [
+{%- set texts = [
+    ['type'],
+    ['groupId'], ['group_id'], ['event'], ['name'], ['category'], ['timestamp'], ['originalTimestamp'],
+    ['original_timestamp'], ['sentAt'], ['sent_at'], ['receivedAt'], ['received_at'],
     ['context', 'groupId'], ['traits', 'email'], ['context', 'traits', 'email'],
-    ['context', 'personas', 'computation_class']
+    ['context', 'personas', 'computation_class'],
 ] -%}
-{%- for key in keys -%}
-    {%- do paths.append([key]) -%}
-    {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
-    {%- if snake_case_key != key -%}{%- do paths.append([snake_case_key]) -%}{%- endif -%}
+{#- Ids are read as JSON values: their type decides whether they are ids at all (macro segment_identifier). -#}
+{%- set objects = [
+    ['properties'], ['traits'], ['context'],
+    ['userId'], ['user_id'], ['anonymousId'], ['anonymous_id'], ['previousId'], ['previous_id'],
+] -%}
+{#- `text['context.groupId']` is the expression for the text at that path, `object['traits']` for the value. -#}
+{%- set text = {} -%}
+{%- for path in texts -%}
+    {%- do text.update({
+        path | join('.'): segment_accounts.json_batch_item('payload_texts', 'payload', texts, path)
+    }) -%}
 {%- endfor -%}
-{%- set field = {} -%}
-{%- for key in keys -%}
-    {%- set snake_case_key = segment_accounts.to_snake_case(key) | trim -%}
-    {%- set camel_case_text = segment_accounts.json_batch_item('payload_texts', 'payload', paths, [key]) -%}
-    {%- if snake_case_key == key -%}
-        {%- do field.update({key: camel_case_text}) -%}
-    {%- else -%}
-        {%- do field.update({key: 'coalesce(' ~ camel_case_text ~ ', '
-            ~ segment_accounts.json_batch_item('payload_texts', 'payload', paths, [snake_case_key]) ~ ')'}) -%}
-    {%- endif -%}
-{%- endfor -%}
+{%- set object = {} -%}
+{%- for path in objects -%}
+    {%- do object.update({
+        path | join('.'): segment_accounts.json_batch_item('payload_objects', 'payload', objects, path, as_text=false)
+    }) -%}
+{%- endfor %}
 
 with
 
 raw_events as (
 
     select * from {{ source('segment', 'raw_events') }}
-    {% if is_incremental() -%}
+    {% if is_incremental_run() -%}
         -- the loads no run has read: not "after the greatest load id", because loaders running side by side
         -- (one per spool) can commit an older load id after a newer one. A load all of whose rows lost to
         -- copies already here leaves no id behind and is read again, to lose again: cheap, and never wrong.
@@ -153,7 +139,7 @@ deduplicated as (
 first_received as (
 
     select * from deduplicated
-    {% if is_incremental() -%}
+    {% if is_incremental_run() -%}
         -- a copy of an event already here replaces it only if it comes first in first_copies' order
         {%- set copy_received_at = segment_accounts.to_utc_timestamp('deduplicated.received_at') %}
         where not exists (
@@ -182,7 +168,7 @@ parsed_payloads as {{ segment_accounts.parsed_json_cte() }} (
         received_at,
         _dlt_load_id,
         {{ segment_accounts.parse_json('payload') }} as payload,
-        {{ segment_accounts.json_batch('payload', paths) }} as payload_texts,
+        {{ segment_accounts.json_batch('payload', texts) }} as payload_texts,
         {{ segment_accounts.json_batch('payload', objects, as_text=false) }} as payload_objects
     from first_received
 
@@ -195,80 +181,94 @@ parsed as (
         message_id,
         {{ segment_accounts.to_utc_timestamp('received_at') }} as received_at,
         _dlt_load_id,
-        payload,
-        lower({{ field['type'] }}) as message_type,
-        {{ identifier['userId'] }} as user_id,
-        {{ identifier['anonymousId'] }} as anonymous_id,
-        {{ identifier['previousId'] }} as previous_id,
-        {{ field['groupId'] }} as group_id,
-        {{ field['event'] }} as event_text,
-        {{ field['name'] }} as name_text,
-        {{ field['category'] }} as category_text,
-        {{ segment_accounts.json_batch_item('payload_texts', 'payload', paths, ['context', 'groupId']) }}
-            as context_group_id,
-        {{ segment_accounts.json_batch_item('payload_texts', 'payload', paths, ['traits', 'email']) }}
-            as traits_email,
-        {{ segment_accounts.json_batch_item('payload_texts', 'payload', paths, ['context', 'traits', 'email']) }}
-            as context_traits_email,
-        {{ segment_accounts.json_batch_item(
-            'payload_texts', 'payload', paths, ['context', 'personas', 'computation_class']
-        ) }} as context_personas_computation_class,
-        {{ segment_accounts.iso8601_to_utc(field['timestamp']) }} as event_timestamp,
-        {{ segment_accounts.iso8601_to_utc(field['originalTimestamp']) }} as original_timestamp,
-        {{ segment_accounts.iso8601_to_utc(field['sentAt']) }} as sent_at,
-        {{ segment_accounts.iso8601_to_utc(field['receivedAt']) }} as payload_received_at,
-        {{ segment_accounts.json_batch_item(
-            'payload_objects', 'payload', objects, ['properties'], as_text=false
-        ) }} as properties,
-        {{ segment_accounts.json_batch_item(
-            'payload_objects', 'payload', objects, ['traits'], as_text=false
-        ) }} as traits,
-        {{ segment_accounts.json_batch_item(
-            'payload_objects', 'payload', objects, ['context'], as_text=false
-        ) }} as context
+        lower({{ text['type'] }}) as message_type,
+        {{ segment_accounts.segment_identifier(
+            object['userId'], object['user_id'],
+            segment_accounts.json_text('payload', ['userId']),
+            segment_accounts.json_text('payload', ['user_id']),
+        ) }} as user_id,
+        {{ segment_accounts.segment_identifier(
+            object['anonymousId'], object['anonymous_id'],
+            segment_accounts.json_text('payload', ['anonymousId']),
+            segment_accounts.json_text('payload', ['anonymous_id']),
+        ) }} as anonymous_id,
+        {{ segment_accounts.segment_identifier(
+            object['previousId'], object['previous_id'],
+            segment_accounts.json_text('payload', ['previousId']),
+            segment_accounts.json_text('payload', ['previous_id']),
+        ) }} as previous_id,
+        coalesce({{ text['groupId'] }}, {{ text['group_id'] }}) as group_id,
+        {{ text['event'] }} as event_text,
+        {{ text['name'] }} as name_text,
+        {{ text['category'] }} as category_text,
+        {{ text['context.groupId'] }} as context_group_id,
+        {{ text['traits.email'] }} as traits_email,
+        {{ text['context.traits.email'] }} as context_traits_email,
+        {{ text['context.personas.computation_class'] }} as context_personas_computation_class,
+        {{ segment_accounts.iso8601_to_utc(text['timestamp']) }} as event_timestamp,
+        {{ segment_accounts.iso8601_to_utc(
+            'coalesce(' ~ text['originalTimestamp'] ~ ', ' ~ text['original_timestamp'] ~ ')'
+        ) }} as original_timestamp,
+        {{ segment_accounts.iso8601_to_utc(
+            'coalesce(' ~ text['sentAt'] ~ ', ' ~ text['sent_at'] ~ ')'
+        ) }} as sent_at,
+        {{ segment_accounts.iso8601_to_utc(
+            'coalesce(' ~ text['receivedAt'] ~ ', ' ~ text['received_at'] ~ ')'
+        ) }} as payload_received_at,
+        {{ object['properties'] }} as properties,
+        {{ object['traits'] }} as traits,
+        {{ object['context'] }} as context
     from parsed_payloads
+
+),
+
+message_types as (
+
+    -- rule "type mapping", and the six Segment message types: a seed, not a list written here and elsewhere
+    select * from {{ ref('segment_message_types') }}
 
 ),
 
 final as (
 
     select
-        {{ dbt.hash(dbt.concat(['connection_id', "'|'", 'message_id'])) }} as event_id,
-        connection_id,
-        message_id,
-        message_type,
-        {{ segment_accounts.segment_event_type('message_type') }} as event_type,
-        case message_type
-            when 'track' then event_text
-            when 'page' then name_text
-            when 'screen' then name_text
+        {{ dbt.hash(dbt.concat(['parsed.connection_id', "'|'", 'parsed.message_id'])) }} as event_id,
+        parsed.connection_id,
+        parsed.message_id,
+        parsed.message_type,
+        message_types.event_type,
+        case parsed.message_type
+            when 'track' then parsed.event_text
+            when 'page' then parsed.name_text
+            when 'screen' then parsed.name_text
         end as event_name,
-        user_id,
-        anonymous_id,
-        case when message_type = 'alias' then previous_id end as previous_id,
-        case when message_type = 'group' then group_id end as group_id,
-        case when message_type in ('page', 'screen') then category_text end as category,
-        context_group_id,
-        traits_email,
-        context_traits_email,
-        context_personas_computation_class,
+        parsed.user_id,
+        parsed.anonymous_id,
+        case when parsed.message_type = 'alias' then parsed.previous_id end as previous_id,
+        case when parsed.message_type = 'group' then parsed.group_id end as group_id,
+        case when parsed.message_type in ('page', 'screen') then parsed.category_text end as category,
+        parsed.context_group_id,
+        parsed.traits_email,
+        parsed.context_traits_email,
+        parsed.context_personas_computation_class,
         {{ segment_accounts.segment_occurred_at(
-            'event_timestamp',
-            'coalesce(payload_received_at, received_at)',
-            'sent_at',
-            'original_timestamp',
-            'received_at'
+            'parsed.event_timestamp',
+            'coalesce(parsed.payload_received_at, parsed.received_at)',
+            'parsed.sent_at',
+            'parsed.original_timestamp',
+            'parsed.received_at'
         ) }} as occurred_at,
-        received_at,
-        sent_at,
-        original_timestamp,
-        properties,
-        traits,
-        context,
-        _dlt_load_id
+        parsed.received_at,
+        parsed.sent_at,
+        parsed.original_timestamp,
+        parsed.properties,
+        parsed.traits,
+        parsed.context,
+        parsed._dlt_load_id
     from parsed
     -- the receiver quarantines unknown types; anything else that slipped through stays in raw_events only
-    where message_type in ('page', 'screen', 'track', 'identify', 'group', 'alias')
+    inner join message_types
+        on parsed.message_type = message_types.message_type
 
 )
 

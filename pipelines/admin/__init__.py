@@ -1,0 +1,1 @@
+"""The operator's integrations page: a separate, token-protected listener next to the public receiver."""
