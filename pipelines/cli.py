@@ -13,13 +13,14 @@ from pathlib import Path
 import click
 
 from pipelines.connections_cli import connections
-from pipelines.settings import configure_tools, paths
+from pipelines.settings import configure_tools, paths, restrict_new_files
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="segment-accounts")
 def main() -> None:
     """Segment events into contacts and accounts in your own warehouse."""
+    restrict_new_files()
     configure_tools()
 
 

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 TRAIT_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*([.][A-Za-z_][A-Za-z0-9_]*){0,7}$"
 """Dotted trait paths, up to 8 levels. Paths reach SQL only as data, but we still refuse anything odd early."""
 
+MAX_TRAIT_PATH_CHARS = 255
+"""A trait path is a key path, not data: 10,000 characters of it can only be a mistake or an attack."""
+
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Connection names: shown to analysts and typed on command lines, so no spaces or shell-special characters."""
 
@@ -184,6 +187,10 @@ def validate_trait_path(path: str, option: str = "trait path") -> str:
     """Refuse anything but dotted identifiers (``company.id``), up to 8 levels."""
     if not path or not path.strip():
         raise ConnectionConfigError(f"{option} is empty")
+    if len(path) > MAX_TRAIT_PATH_CHARS:
+        raise ConnectionConfigError(
+            f"{option} {_show(path)} is too long ({len(path)} characters): at most {MAX_TRAIT_PATH_CHARS}"
+        )
     if not _TRAIT_PATH.fullmatch(path):
         if _TRAIT_PATH.fullmatch(path.replace(".", "_")) and path.count(".") > 7 and ".." not in path:
             raise ConnectionConfigError(f"{option} {_show(path)} is too deep: at most 8 levels")
@@ -209,6 +216,22 @@ def validate_mapping(account_mapping: str, account_id_trait: str | None, account
         raise ConnectionConfigError(
             f"account id/name traits apply only to account mapping 'traits', not {account_mapping!r}"
         )
+
+
+def validate_connections(connections: list[Connection]) -> None:
+    """Refuse settings that the CLI would have refused but a hand edit of connections.json let in.
+
+    A bad trait path reaches the models as data, where it would silently match nothing: every contact of that
+    connection would lose its account without a word. The build stops instead, naming the connection.
+    """
+    for c in connections:
+        try:
+            validate_mapping(c.account_mapping, c.account_id_trait, c.account_name_trait)
+        except ConnectionConfigError as error:
+            raise ConnectionConfigError(
+                f"connection {_show(c.name)} in connections.json: {error}; fix it with "
+                f"`segment-accounts connections remove` and `add`, or by editing the file"
+            ) from None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -290,6 +313,16 @@ class Registry:
                 if hmac.compare_digest(k.value.encode(), guess) and k.valid_at(t) and found is None:
                     found = state.connections.get(cid)
         return found
+
+    def redact(self, data: bytes) -> bytes:
+        """``data`` with every webhook secret and write key of any connection (current or in grace) replaced:
+        for bytes we keep but could not parse, such as a quarantined body that carried its write key."""
+        for s in self._state.secrets.values():
+            for x in (*s.webhook, *s.write_keys):
+                value = x.value.encode()
+                if value and value in data:
+                    data = data.replace(value, b"[redacted]")
+        return data
 
     def current_credentials(self, connection_id: str) -> Credentials | None:
         """The current webhook secret and write key, for the admin page's "reveal" (the CLI never shows them)."""
@@ -418,7 +451,7 @@ class Registry:
 
     def _write_public(self, connections: dict[str, Connection]) -> None:
         doc = {"version": FILE_VERSION, "connections": [c.public_dict() for c in connections.values()]}
-        _atomic_write(self._public_path, _dumps(doc), 0o644)
+        _atomic_write(self._public_path, _dumps(doc), 0o600)
 
     def _write_secrets(self, secret_sets: dict[str, _SecretSet]) -> None:
         doc = {
@@ -483,10 +516,14 @@ class Registry:
 
 
 def _demote(old: tuple[_Secret, ...], until: datetime, now: datetime) -> tuple[_Secret, ...]:
-    """Give the current secret an expiry; keep earlier ones with their own (shorter or longer) expiry."""
+    """Every replaced secret expires at ``until`` at the latest, the current one and earlier ones alike.
+
+    A rotation is often the answer to a leak, and the leaked secret may be one still inside an earlier rotation's
+    grace period: keeping its own (later) expiry would leave it valid, and a grace of 0 must revoke them all.
+    """
     out = []
     for s in old:
-        if s.expires_at is None:
+        if s.expires_at is None or s.expires_at > until:
             s = replace(s, expires_at=until)
         if s.valid_at(now):
             out.append(s)

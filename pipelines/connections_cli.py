@@ -21,6 +21,7 @@ from pipelines.connections import ACCOUNT_MAPPINGS, Connection, ConnectionConfig
 from pipelines.settings import data_dir
 
 WARNING = "Save the secret and write key now: they are shown only this once."
+WARNING_SECRET_ONLY = "Save the secret now: it is shown only this once."
 
 
 @contextlib.contextmanager
@@ -227,8 +228,8 @@ def rotate_cmd(name: str, grace_hours: float, rotate_write_key: bool, as_json: b
     if creds.previous_valid_until:
         click.echo(f"The {old} stay valid until {creds.previous_valid_until}; update Segment before then.")
     else:
-        click.echo(f"The {old} no longer work.")
-    click.secho(WARNING if rotate_write_key else WARNING.replace(" and write key", ""), fg="yellow", bold=True)
+        click.echo(f"The {old} no longer work." if rotate_write_key else f"The {old} no longer works.")
+    click.secho(WARNING if rotate_write_key else WARNING_SECRET_ONLY, fg="yellow", bold=True)
 
 
 @connections.command("remove")

@@ -21,7 +21,7 @@ from dlt.common.destination import Destination
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.connections import Registry
+from pipelines.connections import Registry, validate_connections
 from pipelines.segment_spool import CursorTracker, segment_spool
 from pipelines.settings import RAW_DATASET, Paths
 from pipelines.spool import SpoolReader
@@ -111,7 +111,9 @@ def load(paths: Paths) -> LoadSummary:
     # cursor was never committed, which can repeat raw rows (staging keeps the first copy) but never loses one.
     with SpoolReader(paths.spool) as reader:
         tracker = CursorTracker()
-        connections = [c.public_dict() for c in Registry(paths.data).list()]
+        registry = Registry(paths.data)
+        validate_connections(registry.list())
+        connections = [c.public_dict() for c in registry.list()]
         file_format = LOADER_FILE_FORMATS.get(target_name())
         info = _run(pipeline, segment_spool(reader=reader, tracker=tracker, connections=connections), file_format)
         info.raise_on_failed_jobs()

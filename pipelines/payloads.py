@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,8 +46,27 @@ def _finite_float(text: str) -> float:
     return value
 
 
+MAX_DEPTH = 254
+"""Deepest nesting of arrays and objects accepted: what orjson can serialize again (it stops at 255), far
+beyond any real event. An event nested 1,000 levels deep gets a 400 and quarantine, not a 500 that Segment's
+clients retry forever."""
+
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
 def loads(data: bytes) -> Any:
-    """Parse strict UTF-8 JSON with every integer exact."""
+    """Parse strict UTF-8 JSON with every integer exact, refusing what I-JSON (RFC 7493) refuses.
+
+    Refused: invalid UTF-8, ``NaN``/``Infinity``, duplicate keys in an object (parsers disagree on which value
+    wins: we would read the last and DuckDB the first), and nesting deeper than :data:`MAX_DEPTH`.
+    """
+    value = _parse(data)
+    if isinstance(value, dict | list):
+        _check_shape(data, value)
+    return value
+
+
+def _parse(data: bytes) -> Any:
     if not _may_hold_long_integer(data):
         try:
             return orjson.loads(data)
@@ -59,6 +79,61 @@ def loads(data: bytes) -> Any:
         raise NotJSON("nested too deeply") from None
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise NotJSON(type(error).__name__ if isinstance(error, UnicodeDecodeError) else str(error)) from None
+
+
+def _check_shape(data: bytes, value: dict[str, Any] | list[Any]) -> None:
+    """Depth and duplicate keys, cheaply (a fifth of the parse): the parsed value cannot show a duplicate, so
+    the keys in the text are counted against the keys orjson writes back. Each key ends with ``":`` in
+    orjson's output, and with ``"``, optional whitespace and ``:`` in the text; a quote inside a string is
+    ``\\"`` in both, so the counts differ only if a key was lost to a duplicate or a string holds ``\\":``.
+    Then, or when the fast path cannot decide, an exact second parse does."""
+    try:
+        written = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # too deep, an integer over 64 bits or a lone surrogate
+        _check_exactly(data, value)
+        return
+    if b"\\u" in data and b"\\u0022" in data.lower():  # a quote written as an escape is not counted in the text
+        _check_exactly(data, value)
+        return
+    if any(pair in data for pair in (b'" ', b'"\n', b'"\r', b'"\t')):
+        in_text = len(_KEY_END.findall(data))
+    else:  # compact JSON: a plain count finds every key
+        in_text = data.count(b'":')
+    if in_text != written.count(b'":'):
+        _check_exactly(data, value)
+
+
+def _check_exactly(data: bytes, value: Any) -> None:
+    level = [value]
+    depth = 0
+    while level:  # one level of nesting per pass
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise NotJSON(f"nested deeper than {MAX_DEPTH} levels")
+        below: list[Any] = []
+        for item in level:
+            below.extend(item.values() if type(item) is dict else item)
+        level = [v for v in below if type(v) is dict or type(v) is list]
+    try:
+        json.loads(data.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_refuse_constant)
+    except _DuplicateKey as error:
+        key = str(error.args[0])
+        raise NotJSON(f"duplicate key {key[:40]!r}" + ("..." if len(key) > 40 else "")) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
 
 
 def dumps(value: Any) -> bytes:

@@ -70,6 +70,17 @@ def paths() -> Paths:
     return Paths(data_dir())
 
 
+PRIVATE_UMASK = 0o077
+"""Files this process creates (spool, warehouse, dlt's folder, the registry) are readable by their owner only:
+they hold every event Segment sent, as sensitive as the secrets file. Set at start-up, so it reaches files that
+libraries (DuckDB, dlt, dbt) create too."""
+
+
+def restrict_new_files() -> None:
+    """New files 0600 and folders 0700: the data folder of an installation is private by default."""
+    os.umask(PRIVATE_UMASK)
+
+
 def configure_tools() -> None:
     """Environment every child tool must see: no telemetry (no network), dlt reads this project's ``.dlt/``.
 

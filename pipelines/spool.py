@@ -125,7 +125,7 @@ def _try_lock(fd: int) -> bool:
 
 def _ensure_dir(directory: Path) -> None:
     if not directory.is_dir():
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         _fsync_dir(directory.parent)
 
 
@@ -185,6 +185,7 @@ class SpoolWriter:
         self._pid = os.getpid()
         # Segment state: touched only by the one flushing thread (or under _cond when none is).
         self._fd: int | None = None
+        self._name: str | None = None  # file name of the open segment
         self._size = 0
         self._last_name_us = 0
 
@@ -278,7 +279,7 @@ class SpoolWriter:
         self._last_name_us = now
         name = f"{now:016d}-{os.getpid()}-{secrets.token_hex(4)}"
         tmp = self.directory / (name + TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, SEGMENT_MAGIC)
@@ -290,7 +291,7 @@ class SpoolWriter:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self._fd, self._size = fd, HEADER
+        self._fd, self._size, self._name = fd, HEADER, name + SEGMENT_SUFFIX
 
     def _seal(self) -> None:
         if self._fd is not None:
@@ -305,9 +306,15 @@ class SpoolWriter:
         """
         if self._fd is None:
             return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, self._size)
-            _datasync(self._fd)
+        if self._size <= HEADER and self._name is not None:
+            # Nothing acknowledged in it: remove it (still locked, so no reader is reading it) rather than leave
+            # one empty sealed segment per failed write while the disk stays full.
+            with contextlib.suppress(OSError):
+                os.unlink(self.directory / self._name)
+        else:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+                _datasync(self._fd)
         self._seal()
 
     def close(self) -> None:
@@ -323,6 +330,30 @@ class SpoolWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+PROBE_BYTES = 4096
+
+
+def probe_writable(directory: Path) -> OSError | None:
+    """Can a record be made durable in ``directory`` now? Writes, syncs and removes a small file.
+
+    For /health, which must not say "ok" while every append fails (a full disk, a read-only remount): the
+    probe meets the same faults an append would. The name starts with '.', so the reader never takes it for a
+    segment or a writer's temporary file.
+    """
+    path = Path(directory) / f".probe-{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"\0" * PROBE_BYTES)
+            _datasync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+    except OSError as error:
+        return error
+    return None
 
 
 # Outcome of parsing a buffer.
@@ -443,7 +474,7 @@ class SpoolReader:
         if self._lock_fd is not None:
             return
         _ensure_dir(self.directory)
-        fd = os.open(self.directory / READER_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.directory / READER_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         if not _try_lock(fd):
             os.close(fd)
             raise SpoolLockedError(f"another loader is reading the spool {self.directory} (reader.lock is held)")
@@ -586,7 +617,7 @@ class SpoolReader:
             keep,
         )
         with contextlib.suppress(OSError):
-            keep.parent.mkdir(exist_ok=True)
+            keep.parent.mkdir(mode=0o700, exist_ok=True)
             keep.write_bytes(data[:i])
         return pos + i
 
@@ -603,7 +634,7 @@ class SpoolReader:
         merged = {n: o for n, o in merged.items() if n in present}
         path = self.directory / CURSOR_FILE
         tmp = path.with_name(CURSOR_FILE + TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, orjson.dumps({"version": 1, "positions": merged}))
             os.fsync(fd)

@@ -23,13 +23,26 @@ def field(event: Mapping[str, Any], camel: str, snake: str) -> Any:
     return event.get(snake) if value is None else value
 
 
+def identifier_text(value: Any) -> str | None:
+    """An id as the warehouse reads it (macro segment_identifier): one rule on both sides, so an event is never
+    accepted here for an id that the models then ignore, nor the other way round.
+
+    Segment's ids are strings; a number is one too, as its canonical text (``42`` and ``42.0`` are ``"42"``).
+    ``true``, an array or an object is no id. Blank strings are no id either (the models trim them to null).
+    """
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def _present(value: Any) -> bool:
-    """An identifier is present when it is a non-blank string or a number (Segment accepts numeric ids)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    return isinstance(value, str) and value.strip() != ""
+    return identifier_text(value) is not None
 
 
 OVERSIZE_REASON = f"event over {MAX_EVENT_BYTES // 1024} KB"

@@ -477,3 +477,32 @@ def test_cli_file_system_errors_are_one_line(data: Path, runner: CliRunner, monk
         r.output.strip()
         == f"Error: cannot update the connection registry {data}/connections.secret.json: Permission denied"
     )
+
+
+def test_rotate_with_no_grace_revokes_secrets_of_earlier_rotations_too(data: Path) -> None:
+    """Rotating after a leak: the leaked secret may be one still inside an earlier rotation's grace period."""
+    reg = Registry(data)
+    conn, first = reg.add("web")
+    cid = conn.connection_id
+    reg.rotate("web", grace=timedelta(hours=1), write_key=True)
+    assert first.webhook_secret.encode() in reg.webhook_secrets(cid)  # inside the first grace period
+    assert reg.by_write_key(first.write_key) == conn
+    third = reg.rotate("web", grace=timedelta(0), write_key=True)
+    assert third.previous_valid_until is None
+    assert reg.webhook_secrets(cid) == [third.webhook_secret.encode()]
+    assert reg.by_write_key(first.write_key) is None
+    # A shorter grace also caps a longer one granted before.
+    _, fourth = reg.add("app")
+    reg.rotate("app", grace=timedelta(hours=48))
+    short = reg.rotate("app", grace=timedelta(hours=1))
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert reg.webhook_secrets(reg.get("app").connection_id, now=later) == [short.webhook_secret.encode()]
+    assert fourth.webhook_secret.encode() not in reg.webhook_secrets(reg.get("app").connection_id, now=later)
+
+
+def test_cli_rotate_wording(data: Path, runner: CliRunner) -> None:
+    cli(runner, "add", "web")
+    r = cli(runner, "rotate", "web", "--grace-hours", "0")
+    assert "The old secret no longer works." in r.output and "Save the secret now: it is shown only" in r.output
+    r = cli(runner, "rotate", "web", "--grace-hours", "0", "--write-key")
+    assert "The old secret and write key no longer work." in r.output and "they are shown only" in r.output

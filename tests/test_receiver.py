@@ -134,6 +134,11 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Env:
+    return make_env(tmp_path)
+
+
+def make_env(tmp_path: Path) -> Env:
+    """Three connections (one allowing legacy batch signatures) and an app on an in-memory spool."""
     registry = Registry(tmp_path)
     conn, creds = registry.add("web")
     _, other = registry.add("other")

@@ -32,12 +32,20 @@
     end
 {%- endmacro %}
 
+{#-
+    One rule on every target: years 0001-9999 (Postgres has no year 0000, DuckDB and Python's intake disagree
+    on it) and offsets up to +/-15:59 (DuckDB reads larger ones, Postgres refuses them): anything else is no time.
+-#}
+{% macro iso8601_year_pattern() -%}
+    ([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])
+{%- endmacro %}
+
 {% macro iso8601_with_offset_pattern() -%}
-    '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)? ?([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$'
+    '^{{ segment_accounts.iso8601_year_pattern() }}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)? ?([zZ]|[+-](0[0-9]|1[0-5])(:?[0-9]{2})?)$'
 {%- endmacro %}
 
 {% macro iso8601_without_offset_pattern() -%}
-    '^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?$'
+    '^{{ segment_accounts.iso8601_year_pattern() }}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?$'
 {%- endmacro %}
 
 {% macro default__iso8601_with_offset_to_utc(text) -%}

@@ -13,6 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+_ESCAPES = {c: f"\\x{c:02x}" for c in range(0x20)} | {0x7F: "\\x7f", ord('"'): '\\"', ord("\\"): "\\\\"}
+
+
+def printable(text: str) -> str:
+    """``text`` safe for one log line: control characters (a newline from ``%0a``, terminal escape codes),
+    quotes and backslashes escaped, so a path can neither forge a line nor drive an operator's terminal."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return "".join(_ESCAPES.get(ord(c), c) if c.isprintable() or ord(c) < 0x80 else f"\\u{ord(c):04x}" for c in text)
+
 
 class AccessLog:
     """Collects access lines and logs them in one call per event-loop turn."""
@@ -24,6 +34,7 @@ class AccessLog:
     def add(self, client: str, method: str, path: str, status: int, seconds: float) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
+        path = printable(path)
         if not self._lines:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)

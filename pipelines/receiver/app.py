@@ -9,7 +9,9 @@ unauthenticated caller. A 200 is sent only after the spool has fsync'd the reque
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +30,7 @@ from pipelines.receiver.committer import Committer, Writer
 from pipelines.receiver.errors import HttpError, too_large, unauthorized
 from pipelines.receiver.intake import event_record, rejected_request
 from pipelines.receiver.tracking import BATCH_PATHS, SINGLE_PATHS, Receipt, normalize
-from pipelines.spool import Record, SpoolReader, SpoolWriter
+from pipelines.spool import Record, SpoolReader, SpoolWriter, probe_writable
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -150,8 +152,10 @@ class ReceiverApp:
     async def _refuse(self, error: HttpError, received_at_us: int) -> tuple[int, bytes, tuple[Any, ...]]:
         """Answer an HttpError, first quarantining an authenticated request's bytes when it carries them."""
         if error.quarantine is not None:
-            _, committer = self._ready()
-            record = rejected_request(error.connection_id, received_at_us, error.quarantine, error.message)
+            registry, committer = self._ready()
+            # Unreadable bodies can carry a writeKey we could not take out as JSON: never store a credential.
+            kept = registry.redact(_redact_write_key(error.quarantine))
+            record = rejected_request(error.connection_id, received_at_us, kept, error.message)
             try:
                 await committer.commit([record])
             except OSError as spool_error:
@@ -176,7 +180,7 @@ class ReceiverApp:
                 return 200, _OK, ()
         elif path == "/health":
             _require(method, "GET", "HEAD")
-            return 200, await self._health(), ()
+            return await self._health()
         raise HttpError(404, "not_found", "no such endpoint")
 
     # ---- routes -----------------------------------------------------------------------------------------------
@@ -238,36 +242,55 @@ class ReceiverApp:
             raise HttpError(
                 400, "invalid_json", f"not JSON: {error}", quarantine=body, connection_id=connection.connection_id
             ) from None
+        key = document.get("writeKey") if isinstance(document, dict) else None
         if connection is None:
-            key = document.get("writeKey") if isinstance(document, dict) else None
             connection = registry.by_write_key(key) if isinstance(key, str) else None
             if connection is None:
                 raise unauthorized("missing write key" if key is None else "wrong write key")
+        elif key is not None and (not isinstance(key, str) or registry.by_write_key(key) != connection):
+            # Two credentials naming different connections (or a wrong one): which source sent this is unknown.
+            raise unauthorized("the writeKey in the body and the Authorization header disagree")
         records = _tracking_records(connection.connection_id, received_at_us, name, document)
+        # A quarantined item (a batch item that is no object) is kept as sent: never with a credential in it.
+        records = [r._replace(payload=registry.redact(r.payload)) if r.kind == "rejected" else r for r in records]
         await self._committer_commit(records)
 
     async def _committer_commit(self, records: list[Record]) -> None:
         _, committer = self._ready()
         await committer.commit(records)
 
-    async def _health(self) -> bytes:
-        """Liveness plus the spool backlog: counts and sizes only, never a secret or a payload."""
+    async def _health(self) -> tuple[int, bytes, Any]:
+        """Liveness, whether the spool can write now, and its backlog: never a secret or a payload.
+
+        A 503 "degraded" when the spool cannot make a record durable (disk full, read-only, not readable), so
+        monitoring sees what every write is answering. After a failed append the probe decides, so the status
+        recovers as soon as space returns, without waiting for the next event.
+        """
         spool = settings.Paths(self.data_dir).spool
+        loop = asyncio.get_running_loop()
+        committer = self._committer
+        problem: str | None = None
+        if committer is not None and committer.failing is not None:
+            probe = await loop.run_in_executor(None, probe_writable, spool)
+            if probe is None:
+                committer.failing = None
+            else:
+                problem = _error_name(probe)
         try:
-            stats = await asyncio.get_running_loop().run_in_executor(None, SpoolReader(spool).stats)
+            stats = await loop.run_in_executor(None, SpoolReader(spool).stats)
         except Exception as error:  # the process is alive even if the spool folder is not readable
-            return orjson.dumps({"status": "degraded", "spool": {"error": type(error).__name__}})
-        return orjson.dumps(
-            {
-                "status": "ok",
-                "spool": {
-                    "segments": stats.segments,
-                    "pending_bytes": stats.pending_bytes,
-                    "pending_records": stats.pending_records,
-                    "oldest_pending_received_at_us": stats.oldest_pending_received_at_us,
-                },
-            }
-        )
+            problem = problem or type(error).__name__
+            return 503, orjson.dumps({"status": "degraded", "spool": {"error": problem}}), _RETRY
+        counts = {
+            "segments": stats.segments,
+            "pending_bytes": stats.pending_bytes,
+            "pending_records": stats.pending_records,
+            "oldest_pending_received_at_us": stats.oldest_pending_received_at_us,
+        }
+        if problem is not None:
+            body = {"status": "degraded", "spool": {"writable": False, "error": problem, **counts}}
+            return 503, orjson.dumps(body), _RETRY
+        return 200, orjson.dumps({"status": "ok", "spool": {"writable": True, **counts}}), ()
 
 
 # ---- request pieces -----------------------------------------------------------------------------------------
@@ -350,6 +373,21 @@ def _tracking_records(connection_id: str, received_at_us: int, name: str, docume
         raise _bad_request(connection_id, _without_key(document), "not an event: expected a JSON object")
     event = normalize(document, receipt, call_type=SINGLE_PATHS[name])
     return [event_record(connection_id, received_at_us, event)]
+
+
+_WRITE_KEY_VALUE = re.compile(rb'("writeKey"\s*:\s*")((?:[^"\\]|\\.)*)(")')
+
+
+def _redact_write_key(raw: bytes) -> bytes:
+    """Bytes to quarantine, with the value of any ``"writeKey": "..."`` they spell replaced."""
+    if b"writeKey" not in raw:
+        return raw
+    return _WRITE_KEY_VALUE.sub(rb"\1[redacted]\3", raw)
+
+
+def _error_name(error: OSError) -> str:
+    """An OSError as its errno name (ENOSPC), never its message: a path may be in it."""
+    return errno.errorcode.get(error.errno or 0, type(error).__name__)
 
 
 def _without_key(document: Any) -> bytes:

@@ -31,6 +31,8 @@ class Committer:
         self._flusher: asyncio.Task[None] | None = None
         # One thread: appends are serialized anyway, and it keeps the default pool free for everything else.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self.failing: OSError | None = None
+        """The error of the last append when it failed and none has succeeded since: /health reports it."""
 
     async def commit(self, records: Sequence[Record]) -> None:
         """Return once ``records`` are durable; raise what the spool raised (SpoolError: disk full, fsync...)."""
@@ -52,6 +54,7 @@ class Committer:
             try:
                 await loop.run_in_executor(self._thread, self.writer.append, records)
             except OSError as error:  # SpoolError: nothing in this group may be acknowledged
+                self.failing = error
                 _settle(group, error)
             except Exception as error:
                 # Not an I/O fault (a record the spool refuses): retry each request alone so only its own fails.
@@ -65,6 +68,7 @@ class Committer:
                         except Exception as single:
                             _settle([item], single)
             else:
+                self.failing = None
                 _settle(group, None)
 
     async def close(self) -> None:

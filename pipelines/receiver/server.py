@@ -10,6 +10,9 @@ the time goes into our own per-event work and the fsync. What decided it:
 - graceful shutdown: SIGTERM stops accepting, lets in-flight requests finish (up to 30 s), then runs the lifespan
   shutdown that closes the spool (tests/test_receiver_e2e.py checks it);
 - uvicorn, httptools and uvloop are already the project's dependencies; granian is not.
+
+uvicorn's httptools protocol is used through :class:`pipelines.receiver.guard.GuardedProtocol`, which adds what
+it lacks against hostile clients: a header budget, read deadlines and a connection cap.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def serve(host: str, port: int, workers: int = 1, *, access_log: bool = True) ->
     """Serve until SIGINT/SIGTERM. Each worker process opens its own spool segment (lifespan startup)."""
     import uvicorn
 
+    from pipelines.receiver.guard import GuardedProtocol
+
     uvicorn.run(
         APP,
         factory=True,
@@ -53,7 +58,7 @@ def serve(host: str, port: int, workers: int = 1, *, access_log: bool = True) ->
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedProtocol,  # httptools with header, time and connection limits
         lifespan="on",
         access_log=False,
         log_config=log_config(access_log),

@@ -37,6 +37,7 @@ SINGLE_PATHS = {
 """Path (after /v1/) -> the call type it sets; analytics.js uses the one-letter forms."""
 
 _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
+_MAX_OFFSET = timedelta(hours=15, minutes=59)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -50,7 +51,12 @@ def parse_time(value: Any) -> datetime | None:
             parsed = datetime.fromisoformat(_LONG_FRACTION.sub(r"\1", value))
         except ValueError:
             return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    offset = parsed.utcoffset()
+    if offset is not None and abs(offset) > _MAX_OFFSET:  # the models' rule (macro iso8601_to_utc): no time
+        return None
+    return parsed
 
 
 def parse_us(value: Any) -> int | None:

@@ -21,13 +21,17 @@
     list is read in one pass over the document (macro json_batch), and `text` and `object` below name its items.
 -#}
 {%- set texts = [
-    ['type'], ['userId'], ['user_id'], ['anonymousId'], ['anonymous_id'], ['previousId'], ['previous_id'],
+    ['type'],
     ['groupId'], ['group_id'], ['event'], ['name'], ['category'], ['timestamp'], ['originalTimestamp'],
     ['original_timestamp'], ['sentAt'], ['sent_at'], ['receivedAt'], ['received_at'],
     ['context', 'groupId'], ['traits', 'email'], ['context', 'traits', 'email'],
     ['context', 'personas', 'computation_class'],
 ] -%}
-{%- set objects = [['properties'], ['traits'], ['context']] -%}
+{#- Ids are read as JSON values: their type decides whether they are ids at all (macro segment_identifier). -#}
+{%- set objects = [
+    ['properties'], ['traits'], ['context'],
+    ['userId'], ['user_id'], ['anonymousId'], ['anonymous_id'], ['previousId'], ['previous_id'],
+] -%}
 {#- `text['context.groupId']` is the expression for the text at that path, `object['traits']` for the value. -#}
 {%- set text = {} -%}
 {%- for path in texts -%}
@@ -191,9 +195,21 @@ parsed as (
         {{ segment_accounts.to_utc_timestamp('received_at') }} as received_at,
         _dlt_load_id,
         lower({{ text['type'] }}) as message_type,
-        coalesce({{ text['userId'] }}, {{ text['user_id'] }}) as user_id,
-        coalesce({{ text['anonymousId'] }}, {{ text['anonymous_id'] }}) as anonymous_id,
-        coalesce({{ text['previousId'] }}, {{ text['previous_id'] }}) as previous_id,
+        {{ segment_accounts.segment_identifier(
+            object['userId'], object['user_id'],
+            segment_accounts.json_text('payload', ['userId']),
+            segment_accounts.json_text('payload', ['user_id']),
+        ) }} as user_id,
+        {{ segment_accounts.segment_identifier(
+            object['anonymousId'], object['anonymous_id'],
+            segment_accounts.json_text('payload', ['anonymousId']),
+            segment_accounts.json_text('payload', ['anonymous_id']),
+        ) }} as anonymous_id,
+        {{ segment_accounts.segment_identifier(
+            object['previousId'], object['previous_id'],
+            segment_accounts.json_text('payload', ['previousId']),
+            segment_accounts.json_text('payload', ['previous_id']),
+        ) }} as previous_id,
         coalesce({{ text['groupId'] }}, {{ text['group_id'] }}) as group_id,
         {{ text['event'] }} as event_text,
         {{ text['name'] }} as name_text,
