@@ -275,3 +275,27 @@ select * from cc_final
 {% macro spark__delete_vanished_pairs(history, pairs) -%}
     select 1
 {%- endmacro %}
+
+{#-
+    Rule "identifiers", part zero (see segment_identifier.sql). get_json_object cannot tell `true` from `"true"`,
+    so the keys are read again as VARIANTs printed by to_json, which keeps the type (strings quoted) and
+    prints decimals canonically already (`42.0` -> `42`); doubles (`4.2e1` -> `42.0`, `1e20` -> `1.0E20`) go
+    through the same canonicalisation as on DuckDB.
+-#}
+{% macro spark__segment_identifier(json, camel_key, snake_key, camel_value, snake_value) -%}
+    {%- set keys = "from_json(" ~ json ~ ", 'map<string, variant>')" -%}
+    {%- set camel = "to_json(" ~ keys ~ "['" ~ camel_key ~ "'])" -%}
+    {%- set snake = "to_json(" ~ keys ~ "['" ~ snake_key ~ "'])" -%}
+    {%- set value = "coalesce(nullif(" ~ camel ~ ", 'null'), " ~ snake ~ ")" -%}
+    {%- set number = "try_cast(" ~ value ~ " as double)" -%}
+    case
+        when {{ value }} like '"%' then get_json_object(concat('[', {{ value }}, ']'), '$[0]')
+        when not {{ value }} rlike '^-?[0-9]' then null
+        when {{ value }} rlike '^-?0+([.]0+)?$' then '0'
+        when {{ value }} rlike '^-?[0-9]+$' then {{ value }}
+        when {{ value }} rlike '^-?[0-9]+[.][0-9]+$' then regexp_replace({{ value }}, '[.]?0+$', '')
+        when abs({{ number }}) < 1e38 and {{ number }} % 1 = 0
+            then cast(cast({{ number }} as decimal(38, 0)) as string)
+        else cast({{ number }} as string)
+    end
+{%- endmacro %}

@@ -3,20 +3,23 @@
     Segment's ids are strings; a number is accepted and becomes its canonical text (`42`, `42.0` and `4.2e1`
     are all `42`; `1.50` is `1.5`). `true`, an array or an object is no id at all: read as text they would
     become one (`true`, `[]`), and every visitor sending it would merge into one contact.
-    Takes the JSON values (not texts) of the camelCase and snake_case keys; camelCase wins unless it is
-    absent or null, as at intake. `camel_text` / `snake_text` are the keys' texts, for targets without a
-    JSON type test here (compiled only), which keep reading the text.
+    `json` is the payload, `camel_key` / `snake_key` the top-level key in both spellings, `camel_value` /
+    `snake_value` their JSON values (not texts) as the caller already read them; camelCase wins unless it is
+    absent or null, as at intake. Targets without a version here (compiled only) read the keys' texts.
 -#}
-{% macro segment_identifier(camel_value, snake_value, camel_text, snake_text) -%}
+{% macro segment_identifier(json, camel_key, snake_key, camel_value, snake_value) -%}
     {{ return(adapter.dispatch('segment_identifier', 'segment_accounts')(
-        camel_value, snake_value, camel_text, snake_text)) }}
+        json, camel_key, snake_key, camel_value, snake_value)) }}
 {%- endmacro %}
 
-{% macro default__segment_identifier(camel_value, snake_value, camel_text, snake_text) -%}
-    coalesce({{ camel_text }}, {{ snake_text }})
+{% macro default__segment_identifier(json, camel_key, snake_key, camel_value, snake_value) -%}
+    coalesce(
+        {{ segment_accounts.json_text(json, [camel_key]) }},
+        {{ segment_accounts.json_text(json, [snake_key]) }}
+    )
 {%- endmacro %}
 
-{% macro duckdb__segment_identifier(camel_value, snake_value, camel_text, snake_text) -%}
+{% macro duckdb__segment_identifier(json, camel_key, snake_key, camel_value, snake_value) -%}
     {%- set value = "coalesce(case when json_type(" ~ camel_value ~ ") <> 'NULL' then " ~ camel_value
         ~ " end, " ~ snake_value ~ ")" -%}
     {%- set text = "json_extract_string(" ~ value ~ ", '$')" -%}
@@ -35,7 +38,7 @@
     end
 {%- endmacro %}
 
-{% macro postgres__segment_identifier(camel_value, snake_value, camel_text, snake_text) -%}
+{% macro postgres__segment_identifier(json, camel_key, snake_key, camel_value, snake_value) -%}
     {%- set value = "coalesce(case when jsonb_typeof(" ~ camel_value ~ ") <> 'null' then " ~ camel_value
         ~ " end, " ~ snake_value ~ ")" -%}
     case jsonb_typeof({{ value }})

@@ -196,19 +196,13 @@ parsed as (
         _dlt_load_id,
         lower({{ text['type'] }}) as message_type,
         {{ segment_accounts.segment_identifier(
-            object['userId'], object['user_id'],
-            segment_accounts.json_text('payload', ['userId']),
-            segment_accounts.json_text('payload', ['user_id']),
+            'payload', 'userId', 'user_id', object['userId'], object['user_id'],
         ) }} as user_id,
         {{ segment_accounts.segment_identifier(
-            object['anonymousId'], object['anonymous_id'],
-            segment_accounts.json_text('payload', ['anonymousId']),
-            segment_accounts.json_text('payload', ['anonymous_id']),
+            'payload', 'anonymousId', 'anonymous_id', object['anonymousId'], object['anonymous_id'],
         ) }} as anonymous_id,
         {{ segment_accounts.segment_identifier(
-            object['previousId'], object['previous_id'],
-            segment_accounts.json_text('payload', ['previousId']),
-            segment_accounts.json_text('payload', ['previous_id']),
+            'payload', 'previousId', 'previous_id', object['previousId'], object['previous_id'],
         ) }} as previous_id,
         coalesce({{ text['groupId'] }}, {{ text['group_id'] }}) as group_id,
         {{ text['event'] }} as event_text,
