@@ -13,6 +13,12 @@ identifiers as (
 
 ),
 
+components as (
+
+    select * from {{ ref('int_user_id_components') }}
+
+),
+
 alias_edges as (
 
     select
@@ -32,7 +38,9 @@ alias_edges as (
 user_id_nodes as (
 
     -- every userId, and the previousIds that never sent an event as a userId (they still belong to the
-    -- contact): one grouping, no lookup of each previousId among a million events
+    -- contact): one grouping, no lookup of each previousId among a million events. The previousIds come from
+    -- the components (every id of an alias but a self-loop's, which is its own userId): the small table, not a
+    -- second pass over the events
     select
         user_id,
         max(is_seen) = 1 as is_seen_as_user_id
@@ -46,17 +54,11 @@ user_id_nodes as (
         union all
 
         select
-            previous_id as user_id,
+            node as user_id,
             0 as is_seen
-        from alias_edges
+        from components
     ) as user_id_mentions
     group by user_id
-
-),
-
-components as (
-
-    select * from {{ ref('int_user_id_components') }}
 
 ),
 
