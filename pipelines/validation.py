@@ -68,6 +68,15 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def _json_kind(value: Any) -> str:
+    """The JSON name of a parsed value's kind, for a reason a person reads."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "array" if isinstance(value, list) else "object"
+
+
 def event_problem(event: Any, raw: bytes) -> str | None:
     """The reason this event (parsed, and its exact bytes) must be quarantined, or None when it is acceptable."""
     if len(raw) > MAX_EVENT_BYTES:
@@ -78,8 +87,12 @@ def event_problem(event: Any, raw: bytes) -> str | None:
     if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(event):
         return LONE_SURROGATE_REASON
     message_type = event.get("type")
+    if message_type is None:
+        return "missing type"
+    if not isinstance(message_type, str):  # a list or object cannot even be looked up in a set
+        return f"invalid type: a JSON {_json_kind(message_type)}, not text"
     if message_type not in MESSAGE_TYPES:
-        return f"invalid type: {str(message_type)[:40]!r}" if message_type is not None else "missing type"
+        return f"invalid type: {message_type[:40]!r}"
     if not (_present(field(event, "userId", "user_id")) or _present(field(event, "anonymousId", "anonymous_id"))):
         return "missing userId and anonymousId"
     if message_type == "track" and not _present(event.get("event")):

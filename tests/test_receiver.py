@@ -476,6 +476,10 @@ def test_batch_of_2500_events_is_accepted(env: Env) -> None:
     [
         ({"event": "e", "userId": "u"}, "missing type"),
         ({"type": "click", "event": "e", "userId": "u"}, "invalid type: 'click'"),
+        # a type that is not text (a list cannot even be looked up in a set: it was a 500, found by the long fuzz)
+        ({"type": [], "event": "e", "userId": "u"}, "invalid type: a JSON array, not text"),
+        ({"type": {"a": 1}, "event": "e", "userId": "u"}, "invalid type: a JSON object, not text"),
+        ({"type": 7, "event": "e", "userId": "u"}, "invalid type: a JSON number, not text"),
         ({"type": "track", "event": "e"}, "missing userId and anonymousId"),
         ({"type": "track", "userId": "u"}, "track without event"),
         ({"type": "alias", "userId": "u"}, "alias without previousId"),
