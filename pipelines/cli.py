@@ -187,6 +187,22 @@ def ingest(files: tuple[Path, ...], connection_name: str) -> None:
     click.echo(summary.line())
 
 
+@main.command("restore-spool")
+def restore_spool() -> None:
+    """Put the spool's archived (already loaded) segments back, so the next load lands their events again: how a
+    lost or damaged warehouse is rebuilt (then `run --full-refresh`). Staging keeps one copy of each event."""
+    from pipelines.jobs import run_lock
+    from pipelines.spool import SpoolLockedError, SpoolReader
+
+    current = paths()
+    try:
+        with run_lock(current, wait=True), SpoolReader(current.spool) as reader:
+            count = reader.restore_loaded()
+    except SpoolLockedError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"restored {count} archived spool segments; the next `segment-accounts run` loads them again")
+
+
 @main.command()
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 @click.option("--wait", is_flag=True, help="Wait for a running job instead of exiting with code 75.")

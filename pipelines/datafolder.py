@@ -35,7 +35,8 @@ def parts(paths: Paths) -> dict[str, list[Path]]:
     """Which files and folders make up each part."""
     data = paths.data
     return {
-        "spool": [paths.spool],
+        "spool": [paths.spool],  # the archive of loaded segments is counted apart, below
+        "spool_archive": [paths.spool / "loaded"],
         "warehouse": [paths.warehouse, data / "warehouse.duckdb.wal", paths.lake, data / "spark"],
         "analytics": [data / "analytics.duckdb"],
         "dlt": [paths.dlt_dir],
@@ -46,6 +47,7 @@ def parts(paths: Paths) -> dict[str, list[Path]]:
 def folder_sizes(paths: Paths) -> dict[str, int]:
     """Bytes per part, the rest of the folder as ``other`` (registry, dbt's artifacts), and the ``total``."""
     sizes = {part: sum(_size(path) for path in members if path.exists()) for part, members in parts(paths).items()}
+    sizes["spool"] -= sizes["spool_archive"]
     total = _size(paths.data) if paths.data.exists() else 0
     sizes["other"] = max(0, total - sum(sizes.values()))
     sizes["total"] = total

@@ -344,7 +344,9 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     else:
         lines.append(("analytics", "not published yet (each successful run publishes the marts)"))
     sizes = report["disk_bytes"]
-    parts = ", ".join(f"{part} {human_bytes(size)}" for part, size in sizes.items() if part != "total")
+    parts = ", ".join(
+        f"{part.replace('_', ' ')} {human_bytes(size)}" for part, size in sizes.items() if part != "total"
+    )
     lines.append(("disk", f"{human_bytes(sizes['total'])}: {parts}"))
     width = max(len(key) for key, _ in lines)
     return [f"{key:>{width}}: {value}" for key, value in lines]
