@@ -201,7 +201,8 @@ def _steps(
         except Exception as error:  # duckdb's errors: one line, the traceback in the log
             log.write(traceback.format_exc())
             return failed(f"publishing analytics.duckdb: {root_cause(error)}", **values)
-        log.line(f"published {published.tables} tables ({published.rows} rows) to {published.path}")
+        size = f"{published.tables} tables ({published.rows} rows)"
+        log.line(f"published {size} to {published.path} in {published.seconds:.1f}s")
     outcome = report.outcome() if report else "passed"
     loaded_part = "" if records is None else f"{records} records loaded, "
     say(f"{job.command} ok: {loaded_part}dbt build {outcome}, {time.perf_counter() - started:.1f}s")
