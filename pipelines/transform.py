@@ -28,6 +28,9 @@ def dbt_env(paths: Paths) -> dict[str, str]:
     env = dict(os.environ)
     env["SEGMENT_ACCOUNTS_DATA"] = str(paths.data)
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    # dbt's own debug log (dbt/logs/dbt.log) grows ~0.6 MB a run and rotates at 10 MB with 5 old files: 60 MB of a
+    # log the run's own (logs/) mostly repeats. 2 MB keeps the last few runs' debug detail.
+    env.setdefault("DBT_LOG_FILE_MAX_BYTES", str(2 * 2**20))
     return env
 
 
