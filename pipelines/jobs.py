@@ -40,6 +40,9 @@ EXIT_BUSY = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 # builds exactly what `run` builds.
 SCHEDULED_BUILD_OPTIONS = ("--selector", "scheduled")
 
+ERRORS_SHOWN = 5
+"""Failing nodes whose error a failed run prints under its line; the rest are in the run's log."""
+
 
 class Busy(RuntimeError):
     """Another run holds the lock."""
@@ -185,8 +188,11 @@ def _steps(
         failures = f"; {report.outcome()}" if report and report.failures else ""
         summary = f"dbt build exited {code} after {elapsed:.1f}s{loaded_text}{failures}"
         say(f"{job.command} failed: {summary}")
-        for name, message in (report.errors if report else {}).items():
+        errors = list((report.errors if report else {}).items())
+        for name, message in errors[:ERRORS_SHOWN]:
             say(f"  {name}: {message}")
+        if len(errors) > ERRORS_SHOWN:
+            say(f"  ... and {len(errors) - ERRORS_SHOWN} more failing nodes")
         say(f"  full log: {log.path}")
         hint = schema_change_hint(report, job.command)
         if hint:
