@@ -140,15 +140,28 @@ def tail(connection_name: str | None, rejected: bool, lines: int, payloads: bool
 
 
 @main.command()
-def load() -> None:
+@click.option("--wait", is_flag=True, help="Wait for a running job instead of exiting with code 75.")
+def load(wait: bool) -> None:
     """Move everything new in the spool into the warehouse's raw tables."""
-    from pipelines.jobs import root_cause
+    from pipelines.jobs import EXIT_BUSY, Busy, root_cause, run_lock
     from pipelines.loader import load as run_load
+    from pipelines.loader import target_name
+    from pipelines.warehouse_lock import WarehouseInUse, check_warehouse_free, error_chain_text, in_use_message
 
+    current = paths()
     try:
-        click.echo(run_load(paths()).line())
+        with run_lock(current, wait=wait):
+            if target_name() == "duckdb":
+                check_warehouse_free(current)
+            click.echo(run_load(current).line())
+    except Busy as busy:
+        click.echo(f"load skipped: {busy}", err=True)
+        sys.exit(EXIT_BUSY)
+    except WarehouseInUse as busy:
+        raise click.ClickException(f"load failed: {busy}") from None
     except Exception as error:  # the cursor did not move; the next load retries
-        raise click.ClickException(f"load failed: {root_cause(error)}") from None
+        reason = in_use_message(error_chain_text(error)) or root_cause(error)
+        raise click.ClickException(f"load failed: {reason}") from None
 
 
 @main.command()
@@ -174,26 +187,44 @@ def ingest(files: tuple[Path, ...], connection_name: str) -> None:
     click.echo(summary.line())
 
 
-@main.command()
-@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
-def transform(full_refresh: bool) -> None:
-    """Build the dbt models and run their tests (dbt build)."""
-    from pipelines.transform import build, read_build_report, schema_change_hint
+@main.command("restore-spool")
+def restore_spool() -> None:
+    """Put the spool's archived (already loaded) segments back, so the next load lands their events again: how a
+    lost or damaged warehouse is rebuilt (then `run --full-refresh`). Staging keeps one copy of each event."""
+    from pipelines.jobs import run_lock
+    from pipelines.spool import SpoolLockedError, SpoolReader
 
-    code = build(paths(), ["--full-refresh"] if full_refresh else [])
-    if code != 0:
-        hint = schema_change_hint(read_build_report(paths()), "transform")
-        raise click.ClickException(hint or f"dbt build failed (exit {code}); see the output above")
+    current = paths()
+    try:
+        with run_lock(current, wait=True), SpoolReader(current.spool) as reader:
+            count = reader.restore_loaded()
+    except SpoolLockedError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"restored {count} archived spool segments; the next `segment-accounts run` loads them again")
 
 
 @main.command()
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 @click.option("--wait", is_flag=True, help="Wait for a running job instead of exiting with code 75.")
-def run(full_refresh: bool, wait: bool) -> None:
-    """Load, then transform: what a schedule calls. Exit 0 ok, 1 failed, 75 another run is in progress."""
+@click.option("-v", "--verbose", is_flag=True, help="Stream dbt's log (it is always kept in the data folder's logs/).")
+def transform(full_refresh: bool, wait: bool, verbose: bool) -> None:
+    """Build the dbt models and run their tests (dbt build, unit tests included) under the run lock, then publish
+    the marts to analytics.duckdb. Exit 0 ok, 1 failed, 75 another run is in progress."""
+    from pipelines.jobs import TRANSFORM, run_job
+
+    sys.exit(run_job(paths(), job=TRANSFORM, full_refresh=full_refresh, wait=wait, verbose=verbose))
+
+
+@main.command()
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--wait", is_flag=True, help="Wait for a running job instead of exiting with code 75.")
+@click.option("-v", "--verbose", is_flag=True, help="Stream dbt's log (it is always kept in the data folder's logs/).")
+def run(full_refresh: bool, wait: bool, verbose: bool) -> None:
+    """Load, then transform, then publish the marts to analytics.duckdb: what a schedule calls. Prints one line.
+    Exit 0 ok, 1 failed, 75 another run is in progress."""
     from pipelines.jobs import run_job
 
-    sys.exit(run_job(paths(), full_refresh=full_refresh, wait=wait))
+    sys.exit(run_job(paths(), full_refresh=full_refresh, wait=wait, verbose=verbose))
 
 
 @main.command()
@@ -201,8 +232,10 @@ def freshness() -> None:
     """Has Segment stopped delivering? dbt's source freshness, then each connection from the receiver's counts:
     exit 0 pass or warn, 1 error."""
     from pipelines.freshness import check_connections, check_freshness
+    from pipelines.jobs import run_lock
 
-    code, results = check_freshness(paths())
+    with run_lock(paths(), wait=True):  # dbt opens the embedded warehouse: never while a run has it
+        code, results = check_freshness(paths())
     for result in results:
         click.echo(result.line())
     connections = check_connections(paths())
@@ -219,18 +252,16 @@ def freshness() -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object for scripts.")
 def status(as_json: bool) -> None:
-    """Spool backlog, connections and what the warehouse holds."""
-    from pipelines.jobs import collect_status
-    from pipelines.transform import BuildReport
+    """A run in progress, the last run, the spool's backlog, what the warehouse and analytics.duckdb hold, and
+    the data folder's size by part."""
+    from pipelines.jobs import collect_status, status_lines
 
     report = collect_status(paths())
     if as_json:
-        click.echo(json.dumps(report, default=str))
+        click.echo(json.dumps(report))
         return
-    for key, value in report.items():
-        if key == "last_build":
-            value = BuildReport(**value).line() if value else "none yet (run `segment-accounts run`)"
-        click.echo(f"{key:>24}: {value}")
+    for line in status_lines(report):
+        click.echo(line)
 
 
 @main.command()

@@ -171,12 +171,13 @@ def show_results(warehouse: Path) -> None:
 
 def run_demo(paths: Paths, events: int) -> int:
     send_over_http(paths, events)
-    code = run_job(paths, quiet=True)
+    code = run_job(paths)
     report = read_build_report(paths)
     if code != EXIT_OK and report is not None and report.schema_changed:
         # a demo folder from an older version: rebuild it, as the line above tells an operator to
         click.echo("demo: rebuilding the tables an older version built, from the raw layer")
-        code = run_job(paths, quiet=True, full_refresh=True)
+        code = run_job(paths, full_refresh=True)
     if code == EXIT_OK:
         show_results(paths.warehouse)
+        click.echo(f"\nanalysts: duckdb -readonly {paths.data / 'analytics.duckdb'}  (the marts, e.g. dim_accounts)")
     return code

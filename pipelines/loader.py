@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +25,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.connections import Registry, validate_connections
 from pipelines.segment_spool import CursorTracker, segment_spool
-from pipelines.settings import RAW_DATASET, Paths
+from pipelines.settings import RAW_DATASET, Paths, spool_keep_days
 from pipelines.spool import SpoolReader
 
 PIPELINE_NAME = "segment_accounts"
@@ -49,6 +51,11 @@ has them (Postgres), so it changed nothing; tried again, it finds what was creat
 rest. Each round of a race has
 a winner, so N loaders need at most N attempts. A retry rather than a lock: Snowflake, BigQuery and object
 storage offer no lock that every loader could take."""
+
+LOADED_PACKAGES_KEPT = 10
+"""dlt's records of completed loads kept in its working folder (``load/loaded/``), the newest. Their job files are
+already gone (``delete_completed_jobs`` in .dlt/config.toml); what stays of each is ~50 KB of schema and state,
+which at a load every 15 minutes would still grow the data folder by megabytes a day."""
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +116,8 @@ def load(paths: Paths) -> LoadSummary:
     pipeline = make_pipeline(paths)
     # A package left by a crashed run is finished by dlt first; its records are re-read as well because their
     # cursor was never committed, which can repeat raw rows (staging keeps the first copy) but never loses one.
-    with SpoolReader(paths.spool) as reader:
+    keep_days = spool_keep_days()  # a bad setting stops the load before anything moves
+    with SpoolReader(paths.spool, keep_loaded_days=keep_days) as reader:
         tracker = CursorTracker()
         registry = Registry(paths.data)
         validate_connections(registry.list())
@@ -119,8 +127,28 @@ def load(paths: Paths) -> LoadSummary:
         info.raise_on_failed_jobs()
         if tracker.cursor is not None:
             reader.commit(tracker.cursor)
+    prune_loaded_packages(Path(pipeline.working_dir))
     load_id = info.loads_ids[-1] if info.loads_ids else None
     return LoadSummary(records=tracker.records, seconds=time.perf_counter() - started, load_id=load_id)
+
+
+def prune_loaded_packages(working_dir: Path, keep: int = LOADED_PACKAGES_KEPT) -> None:
+    """Remove all but the newest ``keep`` completed load packages (their load ids sort by time)."""
+    folder = working_dir / "load" / "loaded"
+    try:
+        packages = [entry for entry in folder.iterdir() if entry.is_dir() and _is_load_id(entry.name)]
+    except FileNotFoundError:
+        return
+    for old in sorted(packages, key=lambda entry: float(entry.name))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_load_id(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _run(pipeline: dlt.Pipeline, source: Any, file_format: str | None) -> LoadInfo:

@@ -61,6 +61,26 @@ class Paths:
         return self.data / "run.lock"
 
 
+SPOOL_KEEP_DAYS_VARIABLE = "SEGMENT_ACCOUNTS_SPOOL_KEEP_DAYS"
+
+
+def spool_keep_days() -> float | None:
+    """How long loaded spool segments are kept (compressed) after a load: ``$SEGMENT_ACCOUNTS_SPOOL_KEEP_DAYS``.
+
+    Unset keeps them for good: the spool is the system of record, from which the raw layer can be reloaded if
+    the warehouse is ever lost. A number of days (``0``: delete at once) bounds the disk it takes."""
+    raw = os.environ.get(SPOOL_KEEP_DAYS_VARIABLE, "").strip()
+    if not raw:
+        return None
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if not days >= 0 or days == float("inf"):
+        raise ValueError(f"{SPOOL_KEEP_DAYS_VARIABLE} must be a number of days, 0 or more (got {raw!r})")
+    return days
+
+
 def data_dir() -> Path:
     """The data folder: ``$SEGMENT_ACCOUNTS_DATA`` or ``./data``, made absolute so child processes agree."""
     return Path(os.environ.get("SEGMENT_ACCOUNTS_DATA") or "data").resolve()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gzip
 import logging
 import os
 import secrets
@@ -34,6 +35,8 @@ TMP_SUFFIX = ".tmp"
 CURSOR_FILE = "cursor.json"
 READER_LOCK_FILE = "reader.lock"
 CORRUPT_DIR = "corrupt"
+LOADED_DIR = "loaded"  # fully loaded sealed segments, gzip-compressed: the spool keeps its records after a load
+ARCHIVE_SUFFIX = ".gz"
 
 FRAME_MAGIC = b"\xa5SR\x5a"
 _FRAME = struct.Struct("<4sII")  # magic, body length, crc32(body)
@@ -463,8 +466,11 @@ class SpoolReader:
     ``commit`` take ``reader.lock`` on first use and hold it until ``close``.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, keep_loaded_days: float | None = None) -> None:
+        """``keep_loaded_days``: how long a fully loaded segment is kept (gzip-compressed, in ``loaded/``) after
+        its records reached the warehouse; None keeps it for good, 0 deletes it at once."""
         self.directory = Path(directory)
+        self.keep_loaded_days = keep_loaded_days
         self._lock_fd: int | None = None
         self._committed: dict[str, int] = {}
 
@@ -656,11 +662,55 @@ class SpoolReader:
             try:
                 # Locked by us, a sealed segment cannot change; a live writer's lock makes this fail.
                 if _try_lock(fd) and os.fstat(fd).st_size <= max(self._committed.get(name, 0), HEADER):
+                    if self.keep_loaded_days != 0 and not self._archive(fd, name):
+                        continue  # could not archive (disk full?): keep it here, loaded; the next commit retries
                     os.unlink(self.directory / name)
                     deleted = True
             finally:
                 os.close(fd)
+        if self.keep_loaded_days:
+            self._expire_archive(self.keep_loaded_days)
         return deleted
+
+    def _archive(self, fd: int, name: str) -> bool:
+        """Copy a sealed, fully loaded segment into ``loaded/{name}.gz``, durably, before the segment goes.
+
+        The bytes are the segment's, unchanged: ``gunzip`` gives back a segment this reader reads (put into the
+        spool folder, its records are loaded again; staging keeps one copy of each event)."""
+        folder = self.directory / LOADED_DIR
+        target = folder / f"{name}{ARCHIVE_SUFFIX}"
+        tmp = target.with_name(target.name + TMP_SUFFIX)
+        try:
+            _ensure_dir(folder)
+            with open(tmp, "wb") as raw, gzip.GzipFile(filename=name, mode="wb", fileobj=raw, compresslevel=1) as out:
+                offset = 0
+                while chunk := os.pread(fd, READ_CHUNK, offset):
+                    out.write(chunk)
+                    offset += len(chunk)
+            with open(tmp, "rb") as written:
+                os.fsync(written.fileno())
+            os.rename(tmp, target)
+            _fsync_dir(folder)
+        except OSError as error:
+            log.warning("spool %s: not archived (%s); kept in the spool, loaded", name, error)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return False
+        return True
+
+    def _expire_archive(self, days: float) -> None:
+        """Delete archived segments older than the retention (by the time they were archived)."""
+        folder = self.directory / LOADED_DIR
+        cutoff = time.time() - days * 86400
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        for archived in names:
+            path = folder / archived
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
 
     def _delete_stale_tmp(self) -> bool:
         """Remove segments whose writer died before naming them: no record was ever acknowledged in one."""
@@ -681,6 +731,31 @@ class SpoolReader:
             finally:
                 os.close(fd)
         return deleted
+
+    def restore_loaded(self) -> int:
+        """Move every archived segment back into the spool, unpacked, so the next load reads its records again:
+        how a lost warehouse is rebuilt from the spool. Each gets a fresh name (same creation time first, so the
+        order holds), because the cursor still remembers the old name as read to its end. Returns how many."""
+        self._acquire()  # no load may run meanwhile
+        folder = self.directory / LOADED_DIR
+        try:
+            archived = sorted(name for name in os.listdir(folder) if name.endswith(SEGMENT_SUFFIX + ARCHIVE_SUFFIX))
+        except FileNotFoundError:
+            return 0
+        for name in archived:
+            stem = name.removesuffix(SEGMENT_SUFFIX + ARCHIVE_SUFFIX)
+            fresh = f"{stem}-r{secrets.token_hex(4)}{SEGMENT_SUFFIX}"
+            tmp = self.directory / f"{fresh}{TMP_SUFFIX}.restore"
+            with gzip.open(folder / name, "rb") as packed, open(tmp, "wb") as out:
+                while chunk := packed.read(READ_CHUNK):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp, self.directory / fresh)
+            _fsync_dir(self.directory)
+            os.unlink(folder / name)
+        _fsync_dir(folder)
+        return len(archived)
 
     # -- stats --------------------------------------------------------------------------------------------------
 

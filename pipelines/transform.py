@@ -11,8 +11,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pipelines.settings import PROJECT_DIR, Paths
 
@@ -27,6 +28,9 @@ def dbt_env(paths: Paths) -> dict[str, str]:
     env = dict(os.environ)
     env["SEGMENT_ACCOUNTS_DATA"] = str(paths.data)
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    # dbt's own debug log (dbt/logs/dbt.log) grows ~0.6 MB a run and rotates at 10 MB with 5 old files: 60 MB of a
+    # log the run's own (logs/) mostly repeats. 2 MB keeps the last few runs' debug detail.
+    env.setdefault("DBT_LOG_FILE_MAX_BYTES", str(2 * 2**20))
     return env
 
 
@@ -73,11 +77,42 @@ def run_dbt(paths: Paths, args: Sequence[str], *, quiet: bool = False) -> int:
     return subprocess.run(command, env=dbt_env(paths), check=False).returncode
 
 
-def build(paths: Paths, extra: Sequence[str] = (), *, quiet: bool = False) -> int:
+class Sink(Protocol):
+    """Where a job's log goes (``RunLog``): every line of dbt's output, in order."""
+
+    def write(self, text: str) -> None: ...
+
+
+def run_dbt_logged(paths: Paths, args: Sequence[str], log: Sink, *, echo: bool = False) -> int:
+    """Run one dbt command with its whole output in ``log``, and on our stdout too when ``echo`` (``--verbose``).
+
+    Colour codes only when they reach a terminal: dbt colours its output even when it is redirected, which fills
+    a cron log with escape sequences.
+    """
+    paths.data.mkdir(parents=True, exist_ok=True)
+    env = dbt_env(paths)
+    colours = echo and sys.stdout.isatty()
+    env["DBT_USE_COLORS"] = "true" if colours else "false"
+    env["DBT_USE_COLORS_FILE"] = "false"
+    process = subprocess.Popen(
+        dbt_command(paths, args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        log.write(line)
+        if echo:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    return process.wait()
+
+
+def build(paths: Paths, extra: Sequence[str] = (), *, log: Sink | None = None, echo: bool = False) -> int:
     """``dbt build``: seeds, models, unit tests and data tests, in dependency order."""
     # read_build_report then reads this build's results, never an earlier build's
     run_results_file(paths).unlink(missing_ok=True)
-    return run_dbt(paths, ["build", *extra], quiet=quiet)
+    if log is None:
+        return run_dbt(paths, ["build", *extra])
+    return run_dbt_logged(paths, ["build", *extra], log, echo=echo)
 
 
 # dbt's own words when an incremental model's columns differ from its table (on_schema_change: fail)
@@ -95,6 +130,7 @@ class BuildReport:
     warnings: list[str]
     failures: list[str]
     schema_changed: list[str]
+    errors: dict[str, str] = field(default_factory=dict)  # failing node -> the first lines of dbt's message
 
     def outcome(self) -> str:
         """`passed`, `passed with 1 warning (name)`, or `failed: names`: what a log line needs."""
@@ -118,6 +154,7 @@ def read_build_report(paths: Paths) -> BuildReport | None:
     except (OSError, ValueError, KeyError):
         return None
     warnings, failures, schema_changed = [], [], []
+    errors: dict[str, str] = {}
     for result in sorted(results, key=lambda result: result["unique_id"]):
         name = result["unique_id"].split(".")[2]  # <kind>.<project>.<name>[.<hash>]
         status = result.get("status")
@@ -125,16 +162,24 @@ def read_build_report(paths: Paths) -> BuildReport | None:
             warnings.append(name)
         elif status in ("error", "fail"):
             failures.append(name)
+            errors[name] = _first_lines(result.get("message") or "")
             if SCHEMA_CHANGE_ERROR in (result.get("message") or ""):
                 schema_changed.append(name)
     return BuildReport(
-        finished_at=finished_at,
+        finished_at=finished_at[:19] + "Z" if len(finished_at) >= 19 else finished_at,  # to the second, UTC
         elapsed_seconds=round(float(document.get("elapsed_time") or 0.0), 1),
         nodes=len(results),
         warnings=warnings,
         failures=failures,
         schema_changed=schema_changed,
+        errors=errors,
     )
+
+
+def _first_lines(message: str, lines: int = 3, width: int = 300) -> str:
+    """The start of a node's error: enough to see what broke; the full text is in the run's log."""
+    kept = [line.strip() for line in message.strip().splitlines() if line.strip()][:lines]
+    return " / ".join(line[:width] for line in kept)
 
 
 def schema_change_hint(report: BuildReport | None, command: str) -> str | None:

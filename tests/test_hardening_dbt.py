@@ -36,7 +36,12 @@ def _run_killed_after(paths: Paths, models_done: int) -> str:
     """`segment-accounts run`, killed (SIGKILL, with its dbt) once ``models_done`` models were built."""
     env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(paths.data))
     proc = subprocess.Popen(
-        [CLI, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        [CLI, "run", "--verbose"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     seen = 0

@@ -88,10 +88,19 @@ def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
 
     failed = run_cli("run", check=False)
     assert failed.returncode == 1
-    assert "; failed: stg_segment__events" in failed.stdout
-    last = failed.stdout.strip().splitlines()[-1]
+    lines = failed.stdout.strip().splitlines()
+    assert lines[0].startswith("run failed: dbt build exited 1") and "; failed: stg_segment__events" in lines[0]
+    # the failing node's own error, and where the whole log is: not dbt's 300 lines
+    assert lines[1].startswith("  stg_segment__events: ") and "out of sync" in lines[1], lines
+    log = Path(lines[2].removeprefix("  full log: "))
+    assert "Done. PASS=" in log.read_text() and log.parent == paths.data / "logs"
+    last = lines[-1]
+    assert len(lines) == 4, lines
     assert last.startswith("run failed: the columns of stg_segment__events changed"), last
     assert "segment-accounts run --full-refresh" in last
+    status = json.loads(run_cli("status", "--json").stdout)["last_run"]
+    assert (status["outcome"], status["failures"], status["log"]) == ("failed", ["stg_segment__events"], str(log))
+    assert "last run: failed: run started" in run_cli("status").stdout
 
     rebuilt = run_cli("run", "--full-refresh")
     assert rebuilt.stdout.strip().splitlines()[-1].startswith("run ok: 0 records loaded")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gzip
 import logging
 import os
 import select
@@ -425,3 +426,28 @@ def test_refuses_a_segment_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(SpoolError, match="version"), SpoolReader(tmp_path) as reader:
         list(reader.batches())
     assert segments(tmp_path)  # never deleted
+
+
+def test_loaded_segments_are_archived_and_expire_after_the_retention(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as writer:
+        writer.append([event(1)])
+    (name,) = [path.name for path in segments(tmp_path)]
+    with SpoolReader(tmp_path, keep_loaded_days=2) as reader:
+        (batch,) = list(reader.batches())
+        reader.commit(batch.cursor)
+    archived = tmp_path / spool.LOADED_DIR / f"{name}{spool.ARCHIVE_SUFFIX}"
+    assert segments(tmp_path) == [] and archived.exists()
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    (restored / name).write_bytes(gzip.decompress(archived.read_bytes()))
+    assert [r.payload for r in drain(restored)] == [event(1).payload]
+
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(archived, (three_days_ago, three_days_ago))
+    with SpoolWriter(tmp_path) as writer:
+        writer.append([event(2)])
+    with SpoolReader(tmp_path, keep_loaded_days=2) as reader:
+        (batch,) = list(reader.batches())
+        reader.commit(batch.cursor)
+    assert not archived.exists(), "older than the retention: deleted"
+    assert len(list((tmp_path / spool.LOADED_DIR).glob("*.gz"))) == 1, "the new one is kept"

@@ -1,0 +1,64 @@
+"""How much disk each part of an installation's data folder takes, for ``status``.
+
+A data folder grows in several places at once (the spool and its archive, the build's warehouse, the analysts'
+copy, dlt's working folder, logs); an operator who sees the disk fill needs to know which.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipelines.settings import Paths
+
+
+def _size(path: Path) -> int:
+    """Bytes in a file or a folder tree (files only; nothing followed through a symlink)."""
+    try:
+        if path.is_symlink():
+            return 0
+        if path.is_file():
+            return path.stat().st_size
+    except OSError:
+        return 0
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue  # removed while we walked
+    return total
+
+
+def parts(paths: Paths) -> dict[str, list[Path]]:
+    """Which files and folders make up each part."""
+    data = paths.data
+    return {
+        "spool": [paths.spool],  # the archive of loaded segments is counted apart, below
+        "spool_archive": [paths.spool / "loaded"],
+        "warehouse": [paths.warehouse, data / "warehouse.duckdb.wal", paths.lake, data / "spark"],
+        "analytics": [data / "analytics.duckdb"],
+        "dlt": [paths.dlt_dir],
+        "logs": [data / "logs", data / "dbt" / "logs"],
+    }
+
+
+def folder_sizes(paths: Paths) -> dict[str, int]:
+    """Bytes per part, the rest of the folder as ``other`` (registry, dbt's artifacts), and the ``total``."""
+    sizes = {part: sum(_size(path) for path in members if path.exists()) for part, members in parts(paths).items()}
+    sizes["spool"] -= sizes["spool_archive"]
+    total = _size(paths.data) if paths.data.exists() else 0
+    sizes["other"] = max(0, total - sum(sizes.values()))
+    sizes["total"] = total
+    return sizes
+
+
+def human_bytes(count: int) -> str:
+    """``12.3 MB``: what a person reads; ``--json`` keeps the byte count."""
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
