@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from pipelines.settings import Paths
+from pipelines.settings import MARTS_SCHEMA, Paths, raw_schema
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -121,9 +121,13 @@ def _warehouse_counts(paths: Paths) -> dict[str, Any] | str:
         return "busy (another process is writing to it)"
     try:
         counts: dict[str, Any] = {}
+        # the raw tables in the loader's schema, the marts in `analytics` (tables an older version built in
+        # `main` are stale and not counted)
         tables = con.execute(
             "select table_schema, table_name from information_schema.tables"
-            " where table_name in ('raw_events', 'rejected_events', 'dim_contacts', 'dim_accounts', 'fct_events')"
+            " where (table_schema = ? and table_name in ('raw_events', 'rejected_events'))"
+            " or (table_schema = ? and table_name in ('dim_contacts', 'dim_accounts', 'fct_events'))",
+            [raw_schema(), MARTS_SCHEMA],
         ).fetchall()
         for schema, table in tables:
             row = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()

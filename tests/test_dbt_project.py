@@ -99,7 +99,7 @@ def test_build_ran_unit_and_data_tests(built):
 
 def test_duplicates_collapse_and_first_copy_wins(warehouse):
     raw = warehouse.execute("select count(*) from segment_raw.raw_events").fetchone()[0]
-    events = _rows(warehouse, "select message_id, event_name from main.fct_events")
+    events = _rows(warehouse, "select message_id, event_name from analytics.fct_events")
     assert raw == len(events) + 1
     assert {"message_id": "m020", "event_name": "Exported"} in events
 
@@ -108,16 +108,16 @@ def test_alias_chain_resolves_to_latest_alias(warehouse):
     rows = _rows(
         warehouse,
         """
-        select i.identifier, c.user_id, c.account_id, c.account_resolution_method, c.event_count
-        from main.dim_contact_identifiers as i
-        join main.dim_contacts as c using (contact_id)
+        select i.identifier, c.user_id, c.account_id, c.account_assigned_by, c.event_count
+        from analytics.dim_contact_identifiers as i
+        join analytics.dim_contacts as c using (contact_id)
         where i.identifier in ('u-bob-old', 'u-bob', 'u-robert')
         """,
     )
     assert len(rows) == 3
     assert {r["user_id"] for r in rows} == {"u-robert"}
     assert {r["account_id"] for r in rows} == {"globex"}
-    assert {r["account_resolution_method"] for r in rows} == {"traits"}
+    assert {r["account_assigned_by"] for r in rows} == {"traits"}
     assert {r["event_count"] for r in rows} == {5}
 
 
@@ -127,20 +127,30 @@ def test_contacts_and_accounts(warehouse):
         for r in _rows(
             warehouse,
             """
-            select c.*, (select min(identifier) from main.dim_contact_identifiers as i
+            select c.*, (select min(identifier) from analytics.dim_contact_identifiers as i
                          where i.contact_id = c.contact_id and identifier_type = 'anonymous_id') as anonymous_id
-            from main.dim_contacts as c
+            from analytics.dim_contacts as c
             """,
         )
     }
     assert contacts["u-alice"]["account_id"] == "acme-1"
-    assert contacts["u-alice"]["account_resolution_method"] == "group"
+    assert contacts["u-alice"]["account_assigned_by"] == "group"
     assert json.loads(contacts["u-alice"]["traits"]) == {"email": "Alice@Acme.com", "plan": "pro"}
     assert contacts["u-carol"]["account_id"] == "initech"
     assert contacts["u-dave"]["account_id"] == "umbrella.io"
-    assert contacts["u-dave"]["account_resolution_method"] == "email_domain"
-    assert contacts["u-erin"]["account_resolution_method"] == "none"
+    assert contacts["u-dave"]["account_assigned_by"] == "email_domain"
+    assert contacts["u-erin"]["account_assigned_by"] == "none"
     assert contacts["u-x1"]["account_id"] == "hooli.com"
+    # domain consolidation: colleagues known only by email join the account whose group traits name their
+    # domain (a group account's website, a trait account's domain) instead of a domain account of their own
+    assert (contacts["u-zoe"]["account_id"], contacts["u-zoe"]["account_assigned_by"]) == (
+        "acme-1",
+        "email_domain_matched",
+    )
+    assert (contacts["u-omar"]["account_id"], contacts["u-omar"]["account_assigned_by"]) == (
+        "newco",
+        "email_domain_matched",
+    )
     # the shared browser belongs to its latest user and merges nobody
     assert contacts["u-grace"]["anonymous_id"] == "anon-shared"
     assert contacts["u-frank"]["anonymous_id"] is None
@@ -148,16 +158,19 @@ def test_contacts_and_accounts(warehouse):
     assert contacts["anon-zed"]["is_anonymous"] is True
     assert contacts["anon-j"]["is_anonymous"] is True
     assert contacts["anon-j"]["event_count"] == 2
-    accounts = {r["account_id"]: r for r in _rows(warehouse, "select * from main.dim_accounts")}
+    accounts = {r["account_id"]: r for r in _rows(warehouse, "select * from analytics.dim_accounts")}
     assert accounts["acme-1"]["account_name"] == "Acme Inc"
-    assert accounts["acme-2"]["resolution_method"] == "group"
+    assert accounts["acme-2"]["account_id_source"] == "group"
     assert accounts["globex"]["account_name"] == "Globex"
     assert accounts["umbrella.io"]["account_name"] == "umbrella.io"
     assert "gmail.com" not in accounts
+    assert "acme.com" not in accounts and "newco.io" not in accounts
+    assert accounts["acme-1"]["contact_count"] == 2
+    assert (accounts["newco"]["account_id_source"], accounts["newco"]["contact_count"]) == ("group", 2)
 
 
 def test_event_time_and_attribution(warehouse):
-    events = {r["message_id"]: r for r in _rows(warehouse, "select * from main.fct_events")}
+    events = {r["message_id"]: r for r in _rows(warehouse, "select * from analytics.fct_events")}
     assert str(events["m004"]["occurred_at"]) == "2024-05-02 10:00:00"
     assert events["m004"]["account_id"] == "acme-2"
     assert events["m004"]["event_type"] == "Action"
@@ -168,7 +181,7 @@ def test_event_time_and_attribution(warehouse):
 
 
 def test_account_rollups(warehouse):
-    rollups = {r["account_id"]: r for r in _rows(warehouse, "select * from main.dim_account_rollups")}
+    rollups = {r["account_id"]: r for r in _rows(warehouse, "select * from analytics.dim_account_rollups")}
     assert rollups["acme-1"]["active_contact_count_7d"] == 1
     assert rollups["acme-1"]["top_events_30d"].startswith("Exported (1)")
     assert rollups["umbrella.io"]["event_count_30d"] == 3

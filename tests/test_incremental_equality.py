@@ -64,13 +64,14 @@ def _spool_copies(paths: Paths, connection_id: str, events: list[dict], received
         writer.close()
 
 
-def _incremental_models(paths: Paths) -> list[str]:
+def _incremental_models(paths: Paths) -> dict[str, str]:
+    """Each incremental model's name and its relation (`schema.name`): models live in their layer's schema."""
     manifest = json.loads((paths.data / "dbt" / "target" / "manifest.json").read_text())
-    return sorted(
-        node["name"]
-        for node in manifest["nodes"].values()
+    return {
+        node["name"]: f"{node['schema']}.{node['name']}"
+        for node in sorted(manifest["nodes"].values(), key=lambda node: node["name"])
         if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"
-    )
+    }
 
 
 @pytest.mark.slow
@@ -101,20 +102,20 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
 
     con = duckdb.connect(str(paths.warehouse))
     try:
-        for model in incremental:
-            con.execute(f"create table main.snapshot_{model} as select * from main.{model}")
-        rows = {m: con.execute(f"select count(*) from main.{m}").fetchone()[0] for m in incremental}
+        for model, relation in incremental.items():
+            con.execute(f"create table main.snapshot_{model} as select * from {relation}")
+        rows = {m: con.execute(f"select count(*) from {relation}").fetchone()[0] for m, relation in incremental.items()}
         # Cost follows new data: after a run every pair's stored fingerprint is current, so a run with nothing
         # new rebuilds no pair at all.
         stale = con.execute(
-            "select count(*) from main.int_engage_pairs_fingerprinted as p"
+            "select count(*) from intermediate.int_engage_pairs_fingerprinted as p"
             " left join (select distinct contact_id, computation_key, source_fingerprint"
-            " from main.fct_audience_history) as h"
+            " from analytics.fct_audience_history) as h"
             " on h.contact_id = p.contact_id and h.computation_key = p.computation_key"
             " where h.source_fingerprint is distinct from p.source_fingerprint"
         ).fetchone()[0]
         copies_won = con.execute(
-            "select count(*) from main.stg_segment__events where properties->>'copy' = 'late-delivered'"
+            "select count(*) from staging.stg_segment__events where properties->>'copy' = 'late-delivered'"
         ).fetchone()[0]
     finally:
         con.close()
@@ -127,15 +128,15 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
 
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
-        for model in incremental:
-            for left, right in ((f"snapshot_{model}", model), (model, f"snapshot_{model}")):
+        for model, relation in incremental.items():
+            for left, right in ((f"main.snapshot_{model}", relation), (relation, f"main.snapshot_{model}")):
                 extra = con.execute(
-                    f"select count(*) from (select * from main.{left} except all select * from main.{right})"
+                    f"select count(*) from (select * from {left} except all select * from {right})"
                 ).fetchone()[0]
                 assert extra == 0, f"{model}: {extra} rows of {left} are not in {right}"
         merged_away = con.execute(
-            "select count(*) from main.fct_audience_history as h"
-            " where not exists (select 1 from main.dim_contacts as c where c.contact_id = h.contact_id)"
+            "select count(*) from analytics.fct_audience_history as h"
+            " where not exists (select 1 from analytics.dim_contacts as c where c.contact_id = h.contact_id)"
         ).fetchone()[0]
         assert merged_away == 0, "history rows point at contacts that no longer exist"
     finally:

@@ -248,7 +248,7 @@ def test_raw_layer_is_exact_on_postgres(built: dict[str, Any], pg: Any, duck: du
 @pytest.mark.parametrize("mart", sorted(MARTS))
 def test_marts_equal_across_targets(mart: str, pg: Any, duck: duckdb.DuckDBPyConnection) -> None:
     pg_columns, pg_rows = _pg_rows(pg, f"select * from analytics.{mart}")
-    duck_columns, duck_rows = _duck_rows(duck, f"select * from main.{mart}")
+    duck_columns, duck_rows = _duck_rows(duck, f"select * from analytics.{mart}")
     assert pg_columns == duck_columns
     assert len(pg_rows) > 5
     # A fingerprint hashes the warehouse's own JSON text ([1,2] on DuckDB, [1, 2] in jsonb): it is compared

@@ -46,7 +46,7 @@ joined as (
     select
         accounts.account_id,
         accounts.account_name,
-        accounts.resolution_method,
+        accounts.account_id_source,
         accounts.traits,
         activity.first_seen_at,
         activity.last_seen_at,
@@ -64,7 +64,7 @@ final as (
     select
         account_id,
         account_name,
-        resolution_method,
+        account_id_source,
         traits,
         contact_count,
         first_seen_at,
