@@ -121,6 +121,29 @@ def test_alias_chain_resolves_to_latest_alias(warehouse):
     assert {r["event_count"] for r in rows} == {5}
 
 
+def test_identity_merges_say_which_call_merged_whom_and_when(warehouse):
+    merges = {
+        (r["identifier"], r["merged_into_user_id"]): r
+        for r in _rows(warehouse, "select * from analytics.fct_identity_merges")
+    }
+    # the alias chain u-bob-old -> u-bob -> u-robert: two merges, each through its alias, into one contact
+    assert {(k, m["merged_by_call"], m["merge_message_id"]) for k, m in merges.items() if k[0].startswith("u-bob")} == {
+        (("u-bob-old", "u-bob"), "alias", "m007"),
+        (("u-bob", "u-robert"), "alias", "m009"),
+    }
+    assert str(merges[("u-bob", "u-robert")]["merged_at"]) == "2024-05-04 08:00:00"
+    # a visitor who signed up: the identify carrying both ids; the shared browser only with its latest user
+    assert merges[("anon-a1", "u-alice")]["merged_by_call"] == "identify"
+    assert ("anon-shared", "u-grace") in merges and ("anon-shared", "u-frank") not in merges
+    aliases = _rows(warehouse, "select message_id, previous_id from analytics.fct_events where previous_id is not null")
+    assert sorted((r["message_id"], r["previous_id"]) for r in aliases) == [
+        ("m007", "u-bob-old"),
+        ("m009", "u-bob"),
+        ("m023", "u-x1"),
+        ("m024", "u-x2"),
+    ]
+
+
 def test_contacts_and_accounts(warehouse):
     contacts = {
         (r["user_id"] or r["anonymous_id"]): r

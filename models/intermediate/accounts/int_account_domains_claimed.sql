@@ -50,17 +50,36 @@ resolved_accounts as (
 
 group_trait_values as (
 
-    {%- for trait_name in ['website', 'domain', 'email'] %}
     select
         {{ segment_accounts.clean_identifier('group_id') }} as account_id,
-        '{{ trait_name }}' as trait_name,
-        nullif(trim({{ segment_accounts.json_text('traits', [trait_name]) }}), '') as claimed_value,
+        'website' as trait_name,
+        nullif(trim({{ segment_accounts.json_text('traits', ['website']) }}), '') as claimed_value,
         occurred_at,
         received_at,
         message_id
     from group_calls
-    {{ 'union all' if not loop.last }}
-    {%- endfor %}
+
+    union all
+
+    select
+        {{ segment_accounts.clean_identifier('group_id') }} as account_id,
+        'domain' as trait_name,
+        nullif(trim({{ segment_accounts.json_text('traits', ['domain']) }}), '') as claimed_value,
+        occurred_at,
+        received_at,
+        message_id
+    from group_calls
+
+    union all
+
+    select
+        {{ segment_accounts.clean_identifier('group_id') }} as account_id,
+        'email' as trait_name,
+        nullif(trim({{ segment_accounts.json_text('traits', ['email']) }}), '') as claimed_value,
+        occurred_at,
+        received_at,
+        message_id
+    from group_calls
 
 ),
 
@@ -83,8 +102,8 @@ group_traits_by_recency as (
 member_emails_by_recency as (
 
     select
-        coalesce(group_accounts.account_id, trait_accounts.account_id) as account_id,
         emails.email_domain as claimed_value,
+        coalesce(group_accounts.account_id, trait_accounts.account_id) as account_id,
         row_number() over (
             partition by emails.contact_id
             order by emails.occurred_at desc, emails.received_at desc, emails.message_id desc
@@ -106,7 +125,6 @@ claimed_values as (
         'group_traits' as claim_source
     from group_traits_by_recency
     where recency_rank = 1
-    {%- if var('segment_accounts__account_domains_from_member_emails') %}
 
     union all
 
@@ -115,8 +133,10 @@ claimed_values as (
         claimed_value,
         'member_emails' as claim_source
     from member_emails_by_recency
-    where recency_rank = 1
-    {%- endif %}
+    -- members' domains claim nothing unless the var says so
+    where
+        recency_rank = 1
+        and {{ 'true' if var('segment_accounts__account_domains_from_member_emails') else 'false' }}
 
 ),
 

@@ -46,12 +46,10 @@ owned_domains as (
         email_domain,
         account_id
     from domain_claims
+    -- with consolidation off (the var), no domain is owned
     where
         is_sole_claim
-        {%- if not var('segment_accounts__consolidate_email_domains') %}
-        -- consolidation is off: no domain is owned
-        and 1 = 0
-        {%- endif %}
+        and {{ 'true' if var('segment_accounts__consolidate_email_domains') else 'false' }}
 
 ),
 
