@@ -5,7 +5,7 @@ duplicates, copies received *before* the copy already processed (a receiver with
 must replace its winner) and aliases that merge contacts after their Engage history was built;
 `segment-accounts run` follows each batch, as a schedule would. Then every incremental model is snapshotted,
 rebuilt with --full-refresh from the same raw data, and compared both ways (EXCEPT ALL), so a row too many or too
-few fails.
+few fails. A company's domain moves to a new account between runs (domain consolidation): its people follow.
 """
 
 from __future__ import annotations
@@ -42,6 +42,53 @@ def _late_alias_merges(events: list[dict]) -> list[dict]:
             }
         )
     return merges
+
+
+def _domain_move() -> tuple[list[dict], list[dict]]:
+    """Domain consolidation across runs: first a company's group call names its website and a colleague is known
+    only by a work email there (she joins that account); later the admin's new group call moves the company to a
+    new groupId, whose website is the same domain, and the colleague must follow it."""
+
+    def event(message_id: str, at: str, **fields: object) -> dict:
+        return {"messageId": message_id, "timestamp": f"2026-11-{at}Z", **fields}
+
+    first = [
+        event(
+            "move-1",
+            "02T09:00:00",
+            type="group",
+            userId="mover-admin",
+            groupId="mover-old",
+            traits={"name": "Mover", "website": "https://www.mover.example/"},
+        ),
+        event("move-2", "02T10:00:00", type="identify", userId="mover-pat", traits={"email": "pat@Mover.example"}),
+        event("move-3", "03T10:00:00", type="track", userId="mover-pat", event="Report Viewed"),
+    ]
+    later = [
+        event(
+            "move-4",
+            "20T09:00:00",
+            type="group",
+            userId="mover-admin",
+            groupId="mover-new",
+            traits={"name": "Mover", "website": "mover.example"},
+        ),
+    ]
+    return first, later
+
+
+def _account_of(paths: Paths, user_id: str) -> tuple[str, str, set[str]]:
+    """The contact's account, how it got it, and the accounts its events count for."""
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        account_id, assigned_by = con.execute(
+            "select account_id, account_assigned_by from analytics.dim_contacts where user_id = ?", [user_id]
+        ).fetchone()
+        events = con.execute(
+            "select distinct e.account_id from analytics.fct_events as e"
+            " inner join analytics.dim_contacts as c using (contact_id) where c.user_id = ?",
+            [user_id],
+        ).fetchall()
+    return account_id, assigned_by, {row[0] for row in events}
 
 
 RECEIVED_IN_2001_US = 1_000_000_000 * 10**6  # before any ingest of this test, by our clock
@@ -84,6 +131,9 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
     batches = [events[i::BATCHES] for i in range(BATCHES)]
     for later in range(1, BATCHES):  # Segment re-delivers: copies of earlier events in later batches
         batches[later] += rnd.sample(batches[later - 1], 40)
+    domain_first, domain_later = _domain_move()
+    batches[0] += domain_first
+    batches[-1] += domain_later
 
     for number, batch in enumerate(batches):
         source = tmp_path / f"batch-{number}.ndjson"
@@ -96,6 +146,10 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
             _spool_copies(paths, connection.connection_id, batches[0][30:60], RECEIVED_IN_2033_US)
         result = run_cli("run", check=False, timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        if number == 0:
+            assert _account_of(paths, "mover-pat") == ("mover-old", "email_domain_matched", {"mover-old"})
+    # the domain moved with the new group call: the colleague and all her past events follow it
+    assert _account_of(paths, "mover-pat") == ("mover-new", "email_domain_matched", {"mover-new"})
 
     incremental = _incremental_models(paths)
     assert "fct_audience_history" in incremental
