@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.settings import Paths
-from pipelines.transform import dbt_work_dir, run_dbt
+from pipelines.transform import dbt_command, dbt_env, dbt_work_dir
 
 
 class DocsError(RuntimeError):
@@ -39,15 +41,28 @@ def docs_folder(paths: Paths) -> Path:
     return dbt_work_dir(paths) / "docs"
 
 
+ERROR_LINE = re.compile(r"[A-Za-z ]*Error:.*")
+"""dbt's error lines: "Runtime Error: ...", DuckDB's "IO Error: ...", "Database Error: ..."."""
+
+
+def _first_error(output: str) -> str:
+    """dbt's own error line (e.g. DuckDB's "IO Error: Could not set lock ..."), without its log timestamp."""
+    for line in reversed(output.splitlines()):
+        found = ERROR_LINE.search(line)
+        if found:
+            return found.group(0).strip()[:300]
+    return "see dbt's log in the data folder's dbt/logs"
+
+
 def build_docs(paths: Paths) -> DocsSite:
     """``dbt docs generate --static``: the manifest, the warehouse's catalog (column types, row counts) and the
-    site. Raises DocsError with dbt's exit code when dbt fails (a run holding the DuckDB warehouse, say)."""
+    site. Raises DocsError with dbt's own error line when dbt fails (a run holding the DuckDB warehouse, say)."""
     site = DocsSite(docs_folder(paths))
-    code = run_dbt(paths, ["docs", "generate", "--static"], quiet=True, target_dir=site.folder)
-    if code != 0 or not site.index.exists():
-        raise DocsError(
-            f"dbt docs generate failed (exit {code}), output above; is a `segment-accounts run` holding the warehouse?"
-        )
+    paths.data.mkdir(parents=True, exist_ok=True)
+    command = dbt_command(paths, ["docs", "generate", "--static"], target_dir=site.folder)
+    result = subprocess.run(command, env=dbt_env(paths), capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not site.index.exists():
+        raise DocsError(f"dbt docs generate failed: {_first_error(result.stdout + result.stderr)}")
     return site
 
 
