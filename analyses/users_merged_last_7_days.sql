@@ -5,7 +5,7 @@
 
 with
 
-merges as (
+identity_merges as (
 
     select * from {{ ref('fct_identity_merges') }}
 
@@ -19,7 +19,7 @@ contacts as (
 
 recent_user_merges as (
 
-    select * from merges
+    select * from identity_merges
     where
         identifier_type = 'user_id'
         and merged_at > {{ dbt.dateadd('day', -7, segment_accounts.activity_as_of()) }}
