@@ -50,4 +50,3 @@ final as (
 
 select * from final
 order by active_contact_count desc, event_count desc, account_id asc
-limit 20

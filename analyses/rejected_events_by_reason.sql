@@ -23,8 +23,8 @@ final as (
         rejected_events.reason,
         coalesce(connections.connection_name, rejected_events.connection_id) as connection_name,
         count(*) as rejected_count,
-        min(rejected_events.received_at) as first_received_at,
-        max(rejected_events.received_at) as last_received_at
+        min({{ segment_accounts.to_utc_timestamp('rejected_events.received_at') }}) as first_received_at,
+        max({{ segment_accounts.to_utc_timestamp('rejected_events.received_at') }}) as last_received_at
     from rejected_events
     left join connections
         on rejected_events.connection_id = connections.connection_id
