@@ -200,6 +200,7 @@ def test_contacts_and_accounts(warehouse):
     assert "gmail.com" not in accounts
     assert "acme.com" not in accounts and "newco.io" not in accounts
     assert accounts["acme-1"]["contact_count"] == 2
+    assert accounts["acme-1"]["claimed_email_domains"] == "acme.com"
     assert (accounts["newco"]["account_id_source"], accounts["newco"]["contact_count"]) == ("group", 2)
 
 
