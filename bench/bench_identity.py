@@ -169,7 +169,7 @@ def check(con: duckdb.DuckDBPyConnection) -> list[str]:
 
     aliases = con.execute(
         """
-        select previous_id, user_id from main.int_identifiers_cleaned
+        select previous_id, user_id from intermediate.int_identifiers_cleaned
         where message_type = 'alias' and previous_id is not null and user_id is not null
         order by occurred_at, received_at, message_id
         """
@@ -183,7 +183,7 @@ def check(con: duckdb.DuckDBPyConnection) -> list[str]:
         latest_alias_user[find(user_id)] = user_id
     expected_canonical = {node: latest_alias_user[find(node)] for node in list(parent)}
 
-    actual = dict(con.execute("select user_id, canonical_user_id from main.int_user_ids_merged").fetchall())
+    actual = dict(con.execute("select user_id, canonical_user_id from intermediate.int_user_ids_merged").fetchall())
     for node, canonical in expected_canonical.items():
         if actual.get(node) != canonical:
             problems.append(f"user id {node}: expected {canonical}, got {actual.get(node)}")
@@ -196,14 +196,14 @@ def check(con: duckdb.DuckDBPyConnection) -> list[str]:
     latest_user: dict[str, str] = {}
     for anonymous_id, user_id in con.execute(
         """
-        select anonymous_id, user_id from main.int_identifiers_cleaned
+        select anonymous_id, user_id from intermediate.int_identifiers_cleaned
         where anonymous_id is not null and user_id is not null
         order by occurred_at, received_at, message_id
         """
     ).fetchall():
         latest_user[anonymous_id] = user_id
     stitched = dict(
-        con.execute("select anonymous_id, canonical_user_id from main.int_anonymous_ids_stitched").fetchall()
+        con.execute("select anonymous_id, canonical_user_id from intermediate.int_anonymous_ids_stitched").fetchall()
     )
     for anonymous_id, user_id in latest_user.items():
         if stitched.get(anonymous_id) != actual.get(user_id, user_id):
@@ -217,7 +217,7 @@ BASELINE_SQL = """
 create or replace table main.bench_baseline_components as
 with recursive
 alias_edges as (
-    select previous_id as node_a, user_id as node_b from main.int_identifiers_cleaned
+    select previous_id as node_a, user_id as node_b from intermediate.int_identifiers_cleaned
     where message_type = 'alias' and previous_id is not null and user_id is not null
 ),
 both_directions as (
@@ -271,13 +271,13 @@ def main() -> int:
 
         with duckdb.connect(str(database), read_only=True) as con:
             problems = check(con)
-            rounds = con.execute("select max(alias_rounds_used) from main.int_user_ids_merged").fetchone()[0]
+            rounds = con.execute("select max(alias_rounds_used) from intermediate.int_user_ids_merged").fetchone()[0]
             depth = con.execute(
-                """select max(n) from (select canonical_user_id, count(*) as n from main.int_user_ids_merged
+                """select max(n) from (select canonical_user_id, count(*) as n from intermediate.int_user_ids_merged
                    where is_aliased group by 1)"""
             ).fetchone()[0]
             edges = con.execute(
-                "select count(*) from main.int_identifiers_cleaned where message_type = 'alias'"
+                "select count(*) from intermediate.int_identifiers_cleaned where message_type = 'alias'"
             ).fetchone()[0]
         print(
             f"correct vs union-find: {'yes' if not problems else 'NO: ' + problems[0]}; "
@@ -294,7 +294,8 @@ def main() -> int:
         for model in IDENTITY_MODELS:
             path = tmp / f"{model}.sql"
             kind = "view" if materialized[model] == "view" else "table"
-            path.write_text(f"create or replace {kind} main.{model} as\n{(compiled / f'{model}.sql').read_text()}")
+            sql = (compiled / f"{model}.sql").read_text()
+            path.write_text(f"create or replace {kind} intermediate.{model} as\n{sql}")
             statements.append(path)
         baseline = tmp / "baseline.sql"
         baseline.write_text(BASELINE_SQL)

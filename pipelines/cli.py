@@ -265,6 +265,32 @@ def status(as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--serve", "serve_site", is_flag=True, help="Then serve the site on loopback until Ctrl-C.")
+@click.option("--port", default=8082, show_default=True, type=click.IntRange(0, 65535), help="Port for --serve.")
+def docs(serve_site: bool, port: int) -> None:
+    """Build the dbt docs site (every model and column, the lineage graph) and say where it is."""
+    from pipelines.docs_site import DocsError, build_docs, docs_server
+
+    try:
+        site = build_docs(paths())
+        click.echo(f"docs site: {site.index}")
+        click.echo(f"one file, opens without a server: {site.static_index}")
+        if not serve_site:
+            return
+        server = docs_server(site, port)
+    except DocsError as error:
+        raise click.ClickException(str(error)) from None
+    host, bound_port = server.server_address[:2]
+    click.echo(f"serving the docs site on http://{host}:{bound_port}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@main.command()
 @click.option("--events", default=2_000, show_default=True, type=click.IntRange(10, 10_000_000))
 def demo(events: int) -> None:
     """Generate sample traffic, send it in, run the pipeline and print the resolved accounts."""

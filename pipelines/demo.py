@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ import orjson
 
 from pipelines.connections import ConnectionConfigError, Credentials, Registry
 from pipelines.jobs import EXIT_OK, run_job
-from pipelines.sample_data import TrafficGenerator
-from pipelines.settings import Paths
+from pipelines.sample_data import TrafficGenerator, quarantined_examples
+from pipelines.settings import MARTS_SCHEMA, Paths, raw_schema
 from pipelines.transform import read_build_report
 
 DEMO_CONNECTION = "demo-web"
@@ -108,6 +108,15 @@ class DemoSender:
         self._post("/v1/batch", orjson.dumps({"batch": events}), {"Authorization": self.basic})
 
 
+def demo_traffic(events: int, now: datetime) -> Iterator[dict[str, Any]]:
+    """The demo's events: a month of product traffic ending now (so "this week" has data), with Engage audiences
+    and computed traits, user-to-user alias chains, companies whose group call names their website next to
+    colleagues known only by a work email there; then a few events a broken source sends, to be quarantined."""
+    start = now - timedelta(days=30)
+    yield from TrafficGenerator(seed=7, start=start, engage=0.05, renames=0.6).events(events)
+    yield from quarantined_examples(now - timedelta(hours=1))
+
+
 def send_over_http(paths: Paths, events: int) -> None:
     connection_id, credentials = demo_credentials(paths)
     port = free_port()
@@ -118,16 +127,19 @@ def send_over_http(paths: Paths, events: int) -> None:
         wait_healthy(port, server)
         sender = DemoSender(port, connection_id, credentials)
         started = time.perf_counter()
+        traffic = demo_traffic(events, datetime.now(UTC).replace(microsecond=0))
         with click.progressbar(length=events, label="sending over HTTP", file=sys.stderr) as bar:
-            for n, chunk in enumerate(_chunks(TrafficGenerator(seed=7).events(events), WEBHOOK_ARRAY_SIZE)):
+            for n, chunk in enumerate(_chunks(traffic, WEBHOOK_ARRAY_SIZE)):
                 if n % 10 == 0:
                     for event in chunk:  # some sources post one event per request
                         sender.webhook(event)
                 elif n % 3 == 0:
-                    sender.tracking_batch(chunk)
+                    # an SDK stamps sentAt when it sends: the Tracking API corrects each timestamp by it
+                    sent_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                    sender.tracking_batch([{**event, "sentAt": sent_at} for event in chunk])
                 else:
                     sender.webhook(chunk)
-                bar.update(len(chunk))
+                bar.update(min(len(chunk), events - bar.pos))
         elapsed = time.perf_counter() - started
         click.echo(
             f"demo: sent {events} events in {sender.requests} signed/authenticated requests "
@@ -142,29 +154,48 @@ def send_over_http(paths: Paths, events: int) -> None:
 
 
 def show_results(warehouse: Path) -> None:
+    """What the demo built: every mart with its row count, the accounts, and what domain consolidation did."""
     import duckdb
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        raw = con.execute("select count(*) from segment_raw.raw_events").fetchone()
+        raw = con.execute(f'select count(*) from "{raw_schema()}".raw_events').fetchone()
         click.echo(f"\nraw events landed: {raw[0] if raw else 0}")
-        has_marts = con.execute(
-            "select count(*) from information_schema.tables where table_name = 'dim_accounts'"
-        ).fetchone()
-        if not has_marts or not has_marts[0]:
+        marts = [
+            row[0]
+            for row in con.execute(
+                "select table_name from information_schema.tables where table_schema = ? order by table_name",
+                [MARTS_SCHEMA],
+            ).fetchall()
+        ]
+        if "dim_accounts" not in marts:
             return
+        click.echo(f"\nmarts in schema {MARTS_SCHEMA}:")
+        for mart in marts:
+            count = con.execute(f'select count(*) from "{MARTS_SCHEMA}"."{mart}"').fetchone()
+            click.echo(f"  {mart:<26} {count[0] if count else 0:>8} rows")
         rows = con.execute(
-            "select account_id, account_name, resolution_method, contact_count, last_seen_at"
-            " from dim_accounts order by contact_count desc, account_id limit 15"
+            "select account_id, account_name, account_id_source, contact_count, last_seen_at"
+            f" from {MARTS_SCHEMA}.dim_accounts order by contact_count desc, account_id limit 15"
         ).fetchall()
         click.echo("\nresolved accounts (top 15 by contacts):")
-        click.echo(f"  {'account_id':<16} {'account_name':<20} {'method':<13} {'contacts':>8}  last_seen_at")
-        for account_id, name, method, contacts, last_seen in rows:
-            click.echo(f"  {account_id!s:<16} {name!s:<20} {method!s:<13} {contacts:>8}  {last_seen}")
+        click.echo(f"  {'account_id':<16} {'account_name':<20} {'id source':<13} {'contacts':>8}  last_seen_at")
+        for account_id, name, source, contacts, last_seen in rows:
+            click.echo(f"  {account_id!s:<16} {name!s:<20} {source!s:<13} {contacts:>8}  {last_seen}")
         methods = con.execute(
-            "select account_resolution_method, count(*) from dim_contacts group by 1 order by 2 desc"
+            f"select account_assigned_by, count(*) from {MARTS_SCHEMA}.dim_contacts group by 1 order by 2 desc, 1"
         ).fetchall()
-        click.echo("\ncontacts by account resolution: " + ", ".join(f"{m}: {n}" for m, n in methods))
+        click.echo("\ncontacts by account_assigned_by: " + ", ".join(f"{m}: {n}" for m, n in methods))
+        matched = con.execute(
+            "select account_id, split_part(email, '@', 2) as email_domain, count(*)"
+            f" from {MARTS_SCHEMA}.dim_contacts where account_assigned_by = 'email_domain_matched'"
+            " group by 1, 2 order by 1, 2"
+        ).fetchall()
+        if matched:
+            click.echo(
+                "domain consolidation: "
+                + ", ".join(f"{domain} -> {account} ({n} contacts)" for account, domain, n in matched)
+            )
     finally:
         con.close()
 

@@ -30,7 +30,7 @@ from pipelines.runrecord import (
     read_record,
     write_record,
 )
-from pipelines.settings import Paths
+from pipelines.settings import MARTS_SCHEMA, Paths, raw_schema
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -270,7 +270,7 @@ def _warehouse_counts(paths: Paths) -> dict[str, Any] | str:
         return "not created yet (run `segment-accounts run`)"
     try:
         with run_lock(paths, wait=False):
-            return _counts(paths.warehouse, WAREHOUSE_COUNTED)
+            return _counts(paths.warehouse, _warehouse_counted())
     except Busy:
         return "a run is in progress: counts once it ends (the analysts' copy below meanwhile)"
 
@@ -285,11 +285,15 @@ def _analytics_counts(paths: Paths) -> dict[str, Any] | None:
     return {"path": str(target), "published_at": published, "rows": _counts(target, None)}
 
 
-WAREHOUSE_COUNTED = ("raw_events", "rejected_events", "dim_contacts", "dim_accounts", "fct_events")
+def _warehouse_counted() -> set[tuple[str, str]]:
+    """The raw tables in the loader's schema and the main marts in theirs (tables an older version built in
+    another schema are stale and not counted)."""
+    raw = {(raw_schema(), table) for table in ("raw_events", "rejected_events")}
+    return raw | {(MARTS_SCHEMA, table) for table in ("dim_contacts", "dim_accounts", "fct_events")}
 
 
-def _counts(database: Path, tables: tuple[str, ...] | None) -> dict[str, Any] | str:
-    """Rows per table (``tables``, or every table when None), opened read-only."""
+def _counts(database: Path, tables: set[tuple[str, str]] | None) -> dict[str, Any] | str:
+    """Rows per table (``tables`` as (schema, table), or every table when None), opened read-only."""
     import duckdb
 
     try:
@@ -303,7 +307,7 @@ def _counts(database: Path, tables: tuple[str, ...] | None) -> dict[str, Any] | 
         ).fetchall()
         counts: dict[str, Any] = {}
         for schema, table in found:
-            if tables is not None and table not in tables:
+            if tables is not None and (schema, table) not in tables:
                 continue
             row = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()
             counts[table] = row[0] if row else 0

@@ -25,7 +25,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.connections import Registry, validate_connections
 from pipelines.segment_spool import CursorTracker, segment_spool
-from pipelines.settings import RAW_DATASET, Paths, spool_keep_days
+from pipelines.settings import Paths, raw_schema, spool_keep_days
 from pipelines.spool import SpoolReader
 
 PIPELINE_NAME = "segment_accounts"
@@ -105,7 +105,7 @@ def make_pipeline(paths: Paths) -> dlt.Pipeline:
     return dlt.pipeline(
         pipeline_name=os.environ.get("SEGMENT_ACCOUNTS_LOADER_NAME", PIPELINE_NAME),
         destination=warehouse_destination(paths),
-        dataset_name=os.environ.get("SEGMENT_ACCOUNTS_RAW_SCHEMA", RAW_DATASET),
+        dataset_name=raw_schema(),
         pipelines_dir=str(paths.dlt_dir),
     )
 

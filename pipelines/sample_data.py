@@ -1,9 +1,10 @@
 """Realistic Segment traffic for the demo, the tests and the benchmarks, from a seed (same seed, same events).
 
 The mix is a typical product's (48% track, 30% page, 10% identify, 6% screen, 5% group,
-1% alias, 0.5% re-sent duplicates) and it exercises every resolution rule: companies that send group calls,
-users known only by a work email, free-mail users who must stay without an account, anonymous visitors who
-later sign up, and alias chains.
+1% alias, 0.5% re-sent duplicates) and it exercises every resolution rule: companies that send group calls
+(with their website), colleagues known only by a work email at the same domain, free-mail users who must stay
+without an account, anonymous visitors who later sign up, alias chains (user-to-user with ``renames``) and
+Segment Engage audiences and computed traits (``engage``).
 """
 
 from __future__ import annotations
@@ -51,11 +52,20 @@ class TrafficGenerator:
     """Yields Segment events (dicts) whose ``messageId``, ids and times are deterministic for a seed."""
 
     def __init__(
-        self, seed: int = 7, people: int | None = None, start: datetime | None = None, engage: float = 0.0
+        self,
+        seed: int = 7,
+        people: int | None = None,
+        start: datetime | None = None,
+        engage: float = 0.0,
+        renames: float = 0.0,
     ) -> None:
-        """``engage`` is the share of events that are Segment Engage audience or computed-trait calls."""
+        """``engage`` is the share of events that are Segment Engage audience or computed-trait calls; ``renames``
+        the share of alias calls that rename a known user (userId -> a new userId) rather than tie a visitor's
+        anonymous id to the user. Half the renames pick a user renamed before, so user-to-user chains form."""
         self.random = random.Random(seed)
         self.engage = engage
+        self.renames = renames
+        self._renamed: list[_Person] = []
         self.start = start or datetime(2026, 11, 1, tzinfo=UTC)
         self.people_count = people
         self._people: list[_Person] = []
@@ -130,10 +140,21 @@ class TrafficGenerator:
         elif roll < 0.99:
             if person.sends_group and person.company:
                 group_id, name, domain = person.company
-                event = {"type": "group", "groupId": group_id, "traits": {"name": name, "website": domain}}
+                website = f"https://www.{domain}/"  # as a company writes it: the account owns the domain
+                event = {"type": "group", "groupId": group_id, "traits": {"name": name, "website": website}}
             else:
                 event = {"type": "track", "event": "Settings Changed", "properties": {}}
             base["userId"] = person.user_id
+        elif self.renames and rnd.random() < self.renames:
+            # A rename (an SSO migration, a new id scheme): the user's old id points at its new one.
+            if self._renamed and rnd.random() < 0.5:
+                person = rnd.choice(self._renamed)
+            else:
+                self._renamed.append(person)
+            old_id, person.user_id = person.user_id, f"{person.user_id.split('~')[0]}~{rnd.randrange(16**6):06x}"
+            event = {"type": "alias", "previousId": old_id}
+            base["userId"] = person.user_id
+            base.pop("anonymousId", None)
         else:
             # A sign-up alias: the anonymous id (or an older id) now points at the user id.
             event = {"type": "alias", "previousId": person.anonymous_id, "userId": person.user_id}
@@ -175,12 +196,26 @@ class TrafficGenerator:
         return {**event, **base, "context": {"personas": personas}}
 
 
-def write_ndjson(path: Path, count: int, seed: int = 7, compress: bool | None = None, engage: float = 0.0) -> int:
+def quarantined_examples(at: datetime) -> list[dict[str, Any]]:
+    """Events the receiver quarantines (each with its reason in ``rejected_events``), as a broken source sends
+    them: a track without ``event``, an alias without ``previousId``, a type Segment does not have."""
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return [
+        {"type": "track", "userId": "user-0000001", "messageId": "broken-1", "timestamp": stamp},
+        {"type": "alias", "userId": "user-0000002", "messageId": "broken-2", "timestamp": stamp},
+        {"type": "launch", "userId": "user-0000003", "messageId": "broken-3", "timestamp": stamp},
+        {"type": "track", "event": "Orphan", "messageId": "broken-4", "timestamp": stamp},
+    ]
+
+
+def write_ndjson(
+    path: Path, count: int, seed: int = 7, compress: bool | None = None, engage: float = 0.0, renames: float = 0.0
+) -> int:
     """Write ``count`` events as NDJSON (gzip when the name ends in .gz); returns bytes written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     compress = path.suffix == ".gz" if compress is None else compress
     opener = gzip.open if compress else open
     with opener(path, "wb") as out:  # type: ignore[operator]
-        for event in TrafficGenerator(seed, engage=engage).events(count):
+        for event in TrafficGenerator(seed, engage=engage, renames=renames).events(count):
             out.write(orjson.dumps(event) + b"\n")
     return path.stat().st_size

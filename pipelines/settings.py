@@ -16,6 +16,14 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 RAW_DATASET = "segment_raw"
 """Schema (dlt dataset) of the raw tables that dbt reads as sources."""
 
+MARTS_SCHEMA = "analytics"
+"""Schema of the marts analysts query (dbt_project.yml's `+schema`, kept exact by macro generate_schema_name)."""
+
+
+def raw_schema() -> str:
+    """The raw tables' schema: ``SEGMENT_ACCOUNTS_RAW_SCHEMA`` (the loader and dbt read the same variable)."""
+    return os.environ.get("SEGMENT_ACCOUNTS_RAW_SCHEMA", RAW_DATASET)
+
 
 @dataclass(frozen=True)
 class Paths:

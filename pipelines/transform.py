@@ -48,7 +48,8 @@ def run_results_file(paths: Paths) -> Path:
     return dbt_artifact(paths, "run_results.json")
 
 
-def dbt_command(paths: Paths, args: Sequence[str]) -> list[str]:
+def dbt_command(paths: Paths, args: Sequence[str], *, target_dir: Path | None = None) -> list[str]:
+    """dbt with this installation's project, profiles, target/ (or ``target_dir``) and logs/."""
     work = dbt_work_dir(paths)
     return [
         dbt_executable(),
@@ -58,16 +59,16 @@ def dbt_command(paths: Paths, args: Sequence[str]) -> list[str]:
         "--profiles-dir",
         str(PROJECT_DIR),
         "--target-path",
-        str(work / "target"),
+        str(target_dir or work / "target"),
         "--log-path",
         str(work / "logs"),
     ]
 
 
-def run_dbt(paths: Paths, args: Sequence[str], *, quiet: bool = False) -> int:
+def run_dbt(paths: Paths, args: Sequence[str], *, quiet: bool = False, target_dir: Path | None = None) -> int:
     """Run one dbt command; its own output is the progress report. Returns dbt's exit code."""
     paths.data.mkdir(parents=True, exist_ok=True)
-    command = dbt_command(paths, args)
+    command = dbt_command(paths, args, target_dir=target_dir)
     if quiet:
         result = subprocess.run(command, env=dbt_env(paths), capture_output=True, text=True, check=False)
         if result.returncode != 0:

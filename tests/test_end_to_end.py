@@ -89,19 +89,19 @@ def test_cli_and_receiver_traffic_resolves_to_the_expected_contacts_and_accounts
         contacts = {
             row[0]: row[1:]
             for row in con.execute(
-                "select user_id, is_anonymous, email, account_id, account_resolution_method from main.dim_contacts"
+                "select user_id, is_anonymous, email, account_id, account_assigned_by from analytics.dim_contacts"
             ).fetchall()
         }
         identifiers = dict(
             con.execute(
-                "select i.identifier, c.user_id from main.dim_contact_identifiers as i"
-                " join main.dim_contacts as c using (contact_id)"
+                "select i.identifier, c.user_id from analytics.dim_contact_identifiers as i"
+                " join analytics.dim_contacts as c using (contact_id)"
             ).fetchall()
         )
-        accounts = dict(con.execute("select account_id, account_name from main.dim_accounts").fetchall())
-        event_count = con.execute("select count(*) from main.fct_events").fetchone()[0]
+        accounts = dict(con.execute("select account_id, account_name from analytics.dim_accounts").fetchall())
+        event_count = con.execute("select count(*) from analytics.fct_events").fetchone()[0]
         ann_events = con.execute(
-            "select count(*) from main.fct_events as e join main.dim_contacts as c using (contact_id)"
+            "select count(*) from analytics.fct_events as e join analytics.dim_contacts as c using (contact_id)"
             " where c.user_id = 'ann'"
         ).fetchone()[0]
     finally:
@@ -127,11 +127,11 @@ def test_demo_shows_accounts_and_rebuilds_tables_an_older_version_built(paths: P
     assert "resolved accounts" in first.stdout
     assert "rebuilding" not in first.stdout
     with duckdb.connect(str(paths.warehouse)) as con:  # the staging table as an older version built it
-        con.execute("alter table main.stg_segment__events add column legacy_column varchar")
+        con.execute("alter table staging.stg_segment__events add column legacy_column varchar")
 
     second = run_cli("demo", "--events", "200")
     assert "demo: rebuilding the tables an older version built" in second.stdout
     assert "resolved accounts" in second.stdout
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        columns = [row[0] for row in con.execute("describe main.stg_segment__events").fetchall()]
+        columns = [row[0] for row in con.execute("describe staging.stg_segment__events").fetchall()]
     assert "legacy_column" not in columns

@@ -63,18 +63,18 @@ def _assert_incremental_equals_full_refresh(paths: Paths, run_cli: RunCli) -> No
     incremental = _incremental_models(paths)
     con = duckdb.connect(str(paths.warehouse))
     try:
-        for model in incremental:
-            con.execute(f"create or replace table main.snapshot_{model} as select * from main.{model}")
+        for model, relation in incremental.items():
+            con.execute(f"create or replace table main.snapshot_{model} as select * from {relation}")
     finally:
         con.close()
     rebuilt = run_cli("run", "--full-refresh", check=False, timeout=900)
     assert rebuilt.returncode == 0, rebuilt.stdout[-3000:]
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
-        for model in incremental:
-            for left, right in ((f"snapshot_{model}", model), (model, f"snapshot_{model}")):
+        for model, relation in incremental.items():
+            for left, right in ((f"main.snapshot_{model}", relation), (relation, f"main.snapshot_{model}")):
                 extra = con.execute(
-                    f"select count(*) from (select * from main.{left} except all select * from main.{right})"
+                    f"select count(*) from (select * from {left} except all select * from {right})"
                 ).fetchone()[0]
                 assert extra == 0, f"{model}: {extra} rows of {left} are not in {right}"
     finally:

@@ -5,7 +5,7 @@ duplicates, copies received *before* the copy already processed (a receiver with
 must replace its winner) and aliases that merge contacts after their Engage history was built;
 `segment-accounts run` follows each batch, as a schedule would. Then every incremental model is snapshotted,
 rebuilt with --full-refresh from the same raw data, and compared both ways (EXCEPT ALL), so a row too many or too
-few fails.
+few fails. A company's domain moves to a new account between runs (domain consolidation): its people follow.
 """
 
 from __future__ import annotations
@@ -44,6 +44,53 @@ def _late_alias_merges(events: list[dict]) -> list[dict]:
     return merges
 
 
+def _domain_move() -> tuple[list[dict], list[dict]]:
+    """Domain consolidation across runs: first a company's group call names its website and a colleague is known
+    only by a work email there (she joins that account); later the admin's new group call moves the company to a
+    new groupId, whose website is the same domain, and the colleague must follow it."""
+
+    def event(message_id: str, at: str, **fields: object) -> dict:
+        return {"messageId": message_id, "timestamp": f"2026-11-{at}Z", **fields}
+
+    first = [
+        event(
+            "move-1",
+            "02T09:00:00",
+            type="group",
+            userId="mover-admin",
+            groupId="mover-old",
+            traits={"name": "Mover", "website": "https://www.mover.example/"},
+        ),
+        event("move-2", "02T10:00:00", type="identify", userId="mover-pat", traits={"email": "pat@Mover.example"}),
+        event("move-3", "03T10:00:00", type="track", userId="mover-pat", event="Report Viewed"),
+    ]
+    later = [
+        event(
+            "move-4",
+            "20T09:00:00",
+            type="group",
+            userId="mover-admin",
+            groupId="mover-new",
+            traits={"name": "Mover", "website": "mover.example"},
+        ),
+    ]
+    return first, later
+
+
+def _account_of(paths: Paths, user_id: str) -> tuple[str, str, set[str]]:
+    """The contact's account, how it got it, and the accounts its events count for."""
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        account_id, assigned_by = con.execute(
+            "select account_id, account_assigned_by from analytics.dim_contacts where user_id = ?", [user_id]
+        ).fetchone()
+        events = con.execute(
+            "select distinct e.account_id from analytics.fct_events as e"
+            " inner join analytics.dim_contacts as c using (contact_id) where c.user_id = ?",
+            [user_id],
+        ).fetchall()
+    return account_id, assigned_by, {row[0] for row in events}
+
+
 RECEIVED_IN_2001_US = 1_000_000_000 * 10**6  # before any ingest of this test, by our clock
 RECEIVED_IN_2033_US = 2_000_000_000 * 10**6  # after any ingest of this test
 
@@ -64,13 +111,14 @@ def _spool_copies(paths: Paths, connection_id: str, events: list[dict], received
         writer.close()
 
 
-def _incremental_models(paths: Paths) -> list[str]:
+def _incremental_models(paths: Paths) -> dict[str, str]:
+    """Each incremental model's name and its relation (`schema.name`): models live in their layer's schema."""
     manifest = json.loads((paths.data / "dbt" / "target" / "manifest.json").read_text())
-    return sorted(
-        node["name"]
-        for node in manifest["nodes"].values()
+    return {
+        node["name"]: f"{node['schema']}.{node['name']}"
+        for node in sorted(manifest["nodes"].values(), key=lambda node: node["name"])
         if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"
-    )
+    }
 
 
 @pytest.mark.slow
@@ -83,6 +131,9 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
     batches = [events[i::BATCHES] for i in range(BATCHES)]
     for later in range(1, BATCHES):  # Segment re-delivers: copies of earlier events in later batches
         batches[later] += rnd.sample(batches[later - 1], 40)
+    domain_first, domain_later = _domain_move()
+    batches[0] += domain_first
+    batches[-1] += domain_later
 
     for number, batch in enumerate(batches):
         source = tmp_path / f"batch-{number}.ndjson"
@@ -95,26 +146,30 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
             _spool_copies(paths, connection.connection_id, batches[0][30:60], RECEIVED_IN_2033_US)
         result = run_cli("run", check=False, timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        if number == 0:
+            assert _account_of(paths, "mover-pat") == ("mover-old", "email_domain_matched", {"mover-old"})
+    # the domain moved with the new group call: the colleague and all her past events follow it
+    assert _account_of(paths, "mover-pat") == ("mover-new", "email_domain_matched", {"mover-new"})
 
     incremental = _incremental_models(paths)
     assert "fct_audience_history" in incremental
 
     con = duckdb.connect(str(paths.warehouse))
     try:
-        for model in incremental:
-            con.execute(f"create table main.snapshot_{model} as select * from main.{model}")
-        rows = {m: con.execute(f"select count(*) from main.{m}").fetchone()[0] for m in incremental}
+        for model, relation in incremental.items():
+            con.execute(f"create table main.snapshot_{model} as select * from {relation}")
+        rows = {m: con.execute(f"select count(*) from {relation}").fetchone()[0] for m, relation in incremental.items()}
         # Cost follows new data: after a run every pair's stored fingerprint is current, so a run with nothing
         # new rebuilds no pair at all.
         stale = con.execute(
-            "select count(*) from main.int_engage_pairs_fingerprinted as p"
+            "select count(*) from intermediate.int_engage_pairs_fingerprinted as p"
             " left join (select distinct contact_id, computation_key, source_fingerprint"
-            " from main.fct_audience_history) as h"
+            " from analytics.fct_audience_history) as h"
             " on h.contact_id = p.contact_id and h.computation_key = p.computation_key"
             " where h.source_fingerprint is distinct from p.source_fingerprint"
         ).fetchone()[0]
         copies_won = con.execute(
-            "select count(*) from main.stg_segment__events where properties->>'copy' = 'late-delivered'"
+            "select count(*) from staging.stg_segment__events where properties->>'copy' = 'late-delivered'"
         ).fetchone()[0]
     finally:
         con.close()
@@ -127,15 +182,15 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
 
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
-        for model in incremental:
-            for left, right in ((f"snapshot_{model}", model), (model, f"snapshot_{model}")):
+        for model, relation in incremental.items():
+            for left, right in ((f"main.snapshot_{model}", relation), (relation, f"main.snapshot_{model}")):
                 extra = con.execute(
-                    f"select count(*) from (select * from main.{left} except all select * from main.{right})"
+                    f"select count(*) from (select * from {left} except all select * from {right})"
                 ).fetchone()[0]
                 assert extra == 0, f"{model}: {extra} rows of {left} are not in {right}"
         merged_away = con.execute(
-            "select count(*) from main.fct_audience_history as h"
-            " where not exists (select 1 from main.dim_contacts as c where c.contact_id = h.contact_id)"
+            "select count(*) from analytics.fct_audience_history as h"
+            " where not exists (select 1 from analytics.dim_contacts as c where c.contact_id = h.contact_id)"
         ).fetchone()[0]
         assert merged_away == 0, "history rows point at contacts that no longer exist"
     finally:

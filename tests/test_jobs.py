@@ -84,7 +84,7 @@ def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
     run_cli("ingest", str(source), "--connection", "web")
     run_cli("run")
     with duckdb.connect(str(paths.warehouse)) as con:  # the table as an older version built it
-        con.execute("alter table main.stg_segment__events add column legacy_column varchar")
+        con.execute("alter table staging.stg_segment__events add column legacy_column varchar")
 
     failed = run_cli("run", check=False)
     assert failed.returncode == 1
@@ -105,8 +105,8 @@ def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
     rebuilt = run_cli("run", "--full-refresh")
     assert rebuilt.stdout.strip().splitlines()[-1].startswith("run ok: 0 records loaded")
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        assert con.execute("select count(*) from main.fct_events").fetchone()[0] == 1
-        columns = [row[0] for row in con.execute("describe main.stg_segment__events").fetchall()]
+        assert con.execute("select count(*) from analytics.fct_events").fetchone()[0] == 1
+        columns = [row[0] for row in con.execute("describe staging.stg_segment__events").fetchall()]
     assert "legacy_column" not in columns
 
 

@@ -275,7 +275,7 @@ def test_every_acknowledged_event_once(two_hosts: dict[str, Any], postgres: Post
     rows = _query(
         postgres,
         "select connections.connection_id, events.message_id from analytics.fct_events as events"
-        " inner join analytics.stg_segment__connections as connections using (connection_name)",
+        " inner join staging.stg_segment__connections as connections using (connection_name)",
     )
     assert len(rows) == len(set(rows)), "an event twice in fct_events"
     assert set(rows) == two_hosts["acknowledged"]
@@ -284,7 +284,7 @@ def test_every_acknowledged_event_once(two_hosts: dict[str, Any], postgres: Post
 
 
 def test_connections_once_each(two_hosts: dict[str, Any], postgres: PostgresServer) -> None:
-    rows = _query(postgres, "select connection_id, connection_name from analytics.stg_segment__connections")
+    rows = _query(postgres, "select connection_id, connection_name from staging.stg_segment__connections")
     assert sorted(rows) == sorted((cid, name) for name, cid in two_hosts["connections"].items())
 
 
@@ -294,7 +294,7 @@ def test_marts_equal_a_one_host_duckdb_build(mart: str, two_hosts: dict[str, Any
     duck = duckdb.connect(str(two_hosts["duckdb"]), read_only=True)
     try:
         pg_columns, pg_rows = _pg_rows(con, f"select * from analytics.{mart}")
-        duck_columns, duck_rows = _duck_rows(duck, f"select * from main.{mart}")
+        duck_columns, duck_rows = _duck_rows(duck, f"select * from analytics.{mart}")
     finally:
         con.close()
         duck.close()
@@ -361,6 +361,6 @@ def test_two_hosts_many_rounds(tmp_path: Path) -> None:
         rows = _query(
             server,
             "select connections.connection_id, events.message_id from analytics.fct_events as events"
-            " inner join analytics.stg_segment__connections as connections using (connection_name)",
+            " inner join staging.stg_segment__connections as connections using (connection_name)",
         )
     assert len(rows) == len(set(rows)) and set(rows) == result["acknowledged"]

@@ -163,7 +163,7 @@ def _counts_duckdb(data: Path) -> dict[str, int]:
 
     con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
     try:
-        return {name: con.execute(sql.format(schema="main")).fetchone()[0] for name, sql in COUNT_QUERIES.items()}
+        return {name: con.execute(sql.format(schema="analytics")).fetchone()[0] for name, sql in COUNT_QUERIES.items()}
     finally:
         con.close()
 

@@ -139,3 +139,17 @@
 {% macro utc_now() -%}
     {{ segment_accounts.to_utc_timestamp(dbt.current_timestamp()) }}
 {%- endmacro %}
+
+
+{#-
+    "Now" for reports (the example queries in analyses/): var segment_accounts__account_activity_as_of (an
+    ISO-8601 timestamp) when set, so a report can be re-run for a past day, else the time of the query.
+-#}
+{% macro activity_as_of() -%}
+    {%- set as_of = var('segment_accounts__account_activity_as_of') -%}
+    {%- if as_of -%}
+        {{ segment_accounts.iso8601_to_utc("'" ~ (as_of | replace("'", "''")) ~ "'") }}
+    {%- else -%}
+        {{ segment_accounts.utc_now() }}
+    {%- endif -%}
+{%- endmacro %}

@@ -18,6 +18,26 @@ events_attributed as (
 
 ),
 
+domain_claims as (
+
+    select * from {{ ref('int_account_domains_claimed') }}
+
+),
+
+claimed_domains as (
+
+    select
+        account_id,
+        {{ dbt.listagg(
+            measure='email_domain',
+            delimiter_text="', '",
+            order_by_clause='order by email_domain'
+        ) }} as claimed_email_domains
+    from domain_claims
+    group by account_id
+
+),
+
 contact_counts as (
 
     select
@@ -46,8 +66,9 @@ joined as (
     select
         accounts.account_id,
         accounts.account_name,
-        accounts.resolution_method,
+        accounts.account_id_source,
         accounts.traits,
+        claimed_domains.claimed_email_domains,
         activity.first_seen_at,
         activity.last_seen_at,
         coalesce(contact_counts.contact_count, 0) as contact_count
@@ -56,6 +77,8 @@ joined as (
         on accounts.account_id = contact_counts.account_id
     left join activity
         on accounts.account_id = activity.account_id
+    left join claimed_domains
+        on accounts.account_id = claimed_domains.account_id
 
 ),
 
@@ -64,8 +87,9 @@ final as (
     select
         account_id,
         account_name,
-        resolution_method,
+        account_id_source,
         traits,
+        claimed_email_domains,
         contact_count,
         first_seen_at,
         last_seen_at

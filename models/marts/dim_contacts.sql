@@ -77,7 +77,7 @@ final as (
         emails_by_recency.email,
         contact_traits.traits,
         contact_accounts.account_id,
-        contact_accounts.account_resolution_method,
+        contact_accounts.account_resolution_method as account_assigned_by,
         activity.first_seen_at,
         activity.last_seen_at,
         coalesce(activity.event_count, 0) as event_count

@@ -37,6 +37,7 @@ final as (
         events_attributed.account_id,
         events_identified.user_id,
         events_identified.anonymous_id,
+        events_identified.previous_id,
         events.occurred_at,
         events.received_at,
         events.properties,

@@ -1,7 +1,7 @@
 {#-
     Every account seen (assigned to a contact or named by an event), with its name and how it was found.
     Name: the latest group call's traits.name, else the name trait of the traits rule, else the domain.
-    resolution_method: group when the id is a groupId anywhere, else traits, else email_domain.
+    account_id_source: group when the id is a groupId anywhere, else traits, else email_domain.
 -#}
 
 with
@@ -106,7 +106,7 @@ trait_names_by_recency as (
 
 ),
 
-resolution_methods as (
+account_id_sources as (
 
     select
         account_ids.account_id,
@@ -114,7 +114,7 @@ resolution_methods as (
             when group_ids.account_id is not null then 'group'
             when account_ids.account_id in (select trait_accounts.account_id from trait_accounts) then 'traits'
             else 'email_domain'
-        end as resolution_method
+        end as account_id_source
     from account_ids
     left join group_ids
         on account_ids.account_id = group_ids.account_id
@@ -124,25 +124,25 @@ resolution_methods as (
 final as (
 
     select
-        resolution_methods.account_id,
-        resolution_methods.resolution_method,
+        account_id_sources.account_id,
+        account_id_sources.account_id_source,
         latest_group_traits.traits,
         coalesce(
             group_names_by_recency.group_name,
             trait_names_by_recency.account_name,
-            case when resolution_methods.resolution_method = 'email_domain' then resolution_methods.account_id end
+            case when account_id_sources.account_id_source = 'email_domain' then account_id_sources.account_id end
         ) as account_name
-    from resolution_methods
+    from account_id_sources
     left join group_names_by_recency
         on
-            resolution_methods.account_id = group_names_by_recency.account_id
+            account_id_sources.account_id = group_names_by_recency.account_id
             and group_names_by_recency.name_rank = 1
     left join trait_names_by_recency
         on
-            resolution_methods.account_id = trait_names_by_recency.account_id
+            account_id_sources.account_id = trait_names_by_recency.account_id
             and trait_names_by_recency.name_rank = 1
     left join latest_group_traits
-        on resolution_methods.account_id = latest_group_traits.account_id
+        on account_id_sources.account_id = latest_group_traits.account_id
 
 )
 

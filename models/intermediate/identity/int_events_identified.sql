@@ -24,6 +24,7 @@ final as (
         identifiers.event_id,
         identifiers.user_id,
         identifiers.anonymous_id,
+        identifiers.previous_id,
         identifiers.occurred_at,
         identifiers.received_at,
         identifiers.message_id,

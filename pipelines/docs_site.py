@@ -1,0 +1,82 @@
+"""``segment-accounts docs``: the dbt docs site of this installation (every model, column and rule, with the
+lineage graph), built from the same project, profiles and warehouse as ``transform``, and served on loopback.
+
+The site is written to its own folder beside transform's target/: ``dbt docs generate`` rewrites
+run_results.json, which ``run`` and ``status`` read as the last build's report.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.settings import Paths
+from pipelines.transform import dbt_command, dbt_env, dbt_work_dir
+
+
+class DocsError(RuntimeError):
+    """The site could not be built or served; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class DocsSite:
+    folder: Path
+
+    @property
+    def index(self) -> Path:
+        """The site's page; it loads manifest.json and catalog.json beside it, so it needs a web server."""
+        return self.folder / "index.html"
+
+    @property
+    def static_index(self) -> Path:
+        """The same site in one file (manifest and catalog inside): opens from disk, can be mailed."""
+        return self.folder / "static_index.html"
+
+
+def docs_folder(paths: Paths) -> Path:
+    return dbt_work_dir(paths) / "docs"
+
+
+ERROR_LINE = re.compile(r"[A-Za-z ]*Error:.*")
+"""dbt's error lines: "Runtime Error: ...", DuckDB's "IO Error: ...", "Database Error: ..."."""
+
+
+def _first_error(output: str) -> str:
+    """dbt's own error line (e.g. DuckDB's "IO Error: Could not set lock ..."), without its log timestamp."""
+    for line in reversed(output.splitlines()):
+        found = ERROR_LINE.search(line)
+        if found:
+            return found.group(0).strip()[:300]
+    return "see dbt's log in the data folder's dbt/logs"
+
+
+def build_docs(paths: Paths) -> DocsSite:
+    """``dbt docs generate --static``: the manifest, the warehouse's catalog (column types, row counts) and the
+    site. Raises DocsError with dbt's own error line when dbt fails (a run holding the DuckDB warehouse, say)."""
+    site = DocsSite(docs_folder(paths))
+    paths.data.mkdir(parents=True, exist_ok=True)
+    command = dbt_command(paths, ["docs", "generate", "--static"], target_dir=site.folder)
+    result = subprocess.run(command, env=dbt_env(paths), capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not site.index.exists():
+        raise DocsError(f"dbt docs generate failed: {_first_error(result.stdout + result.stderr)}")
+    return site
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Files of the site folder; no access log on the terminal (the command prints where to look instead)."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def docs_server(site: DocsSite, port: int, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
+    """A server for the site folder on loopback (the site shows every model's SQL: keep it private)."""
+    handler = functools.partial(_QuietHandler, directory=str(site.folder))
+    try:
+        return http.server.ThreadingHTTPServer((host, port), handler)
+    except OSError as error:
+        raise DocsError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
