@@ -270,9 +270,11 @@ def status(as_json: bool) -> None:
 def docs(serve_site: bool, port: int) -> None:
     """Build the dbt docs site (every model and column, the lineage graph) and say where it is."""
     from pipelines.docs_site import DocsError, build_docs, docs_server
+    from pipelines.jobs import run_lock
 
     try:
-        site = build_docs(paths())
+        with run_lock(paths(), wait=True):  # dbt reads the embedded warehouse's catalog: never while a run has it
+            site = build_docs(paths())
         click.echo(f"docs site: {site.index}")
         click.echo(f"one file, opens without a server: {site.static_index}")
         if not serve_site:
