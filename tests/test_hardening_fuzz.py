@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(900)
 
 FAST_EXAMPLES = 60
 LONG_EXAMPLES = 2_300  # x ~2 drawn requests x 26 (itself and 25 variants): 100,000+ bodies
-COUNTS = {"bodies": 0, "2xx": 0, "4xx": 0, "5xx": 0, "events": 0}
+COUNTS = {"bodies": 0, "2xx": 0, "4xx": 0, "events": 0}  # a 5xx or an exception fails the run at once
 
 # ---- strategies -------------------------------------------------------------------------------------------------
 
@@ -293,7 +293,7 @@ def _fuzz_app(tmp_path: Path, examples: int, per_example: int) -> None:
     _round_trip_through_the_spool(e, tmp_path)
     print(
         f"\nfuzzed {COUNTS['bodies']} bodies: {COUNTS['2xx']} 2xx ({COUNTS['events']} events), {COUNTS['4xx']} 4xx, "
-        f"{COUNTS['5xx']} 5xx, 0 crashes"
+        "and none a 5xx or an exception (either would have failed the test)"
     )
 
 
