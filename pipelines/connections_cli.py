@@ -226,7 +226,8 @@ def rotate_cmd(name: str, grace_hours: float, rotate_write_key: bool, as_json: b
         click.echo(f"  Write key:       {creds.write_key}")
     old = "old secret and write key" if rotate_write_key else "old secret"
     if creds.previous_valid_until:
-        click.echo(f"The {old} stay valid until {creds.previous_valid_until}; update Segment before then.")
+        verb = "stay" if rotate_write_key else "stays"
+        click.echo(f"The {old} {verb} valid until {creds.previous_valid_until}; update Segment before then.")
     else:
         click.echo(f"The {old} no longer work." if rotate_write_key else f"The {old} no longer works.")
     click.secho(WARNING if rotate_write_key else WARNING_SECRET_ONLY, fg="yellow", bold=True)

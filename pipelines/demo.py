@@ -210,5 +210,5 @@ def run_demo(paths: Paths, events: int) -> int:
         code = run_job(paths, full_refresh=True)
     if code == EXIT_OK:
         show_results(paths.warehouse)
-        click.echo(f"\nanalysts: duckdb -readonly {paths.data / 'analytics.duckdb'}  (the marts, e.g. dim_accounts)")
+        click.echo(f"\nanalysts: open {paths.data / 'analytics.duckdb'} read-only (the marts, e.g. dim_accounts)")
     return code

@@ -121,7 +121,14 @@ def run_job(
 def _recorded(paths: Paths, job: Job, *, full_refresh: bool, verbose: bool, started: float) -> int:
     """The job with its record (``last_run.json``: in progress, then its outcome) and its log file."""
     began = now_utc()
-    record = RunRecord(command=job.command, pid=os.getpid(), started_at=iso(began))
+    before = read_record(paths)
+    previous = before if before and before.outcome != IN_PROGRESS else (before and before.previous_record())
+    record = RunRecord(
+        command=job.command,
+        pid=os.getpid(),
+        started_at=iso(began),
+        previous=asdict(previous) if previous else None,
+    )
     write_record(paths, record)
     log = RunLog(paths, job.command, began)
     log.line(f"{job.command} started {record.started_at}, pid {record.pid}, data folder {paths.data}")
@@ -329,12 +336,18 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         lines.append(("run in progress", now))
     else:
         lines.append(("run in progress", "no"))
-    if record and not (running and record["outcome"] == IN_PROGRESS):
-        lines.append(("last run", RunRecord(**record).line(running=False)))
-    elif not record:
+    shown = record
+    if record and running and record["outcome"] == IN_PROGRESS:
+        shown = record.get("previous")  # the one before the run in progress
+    if shown:
+        lines.append(("last run", RunRecord(**shown).line(running=False)))
+    else:
         lines.append(("last run", "none yet (run `segment-accounts run`)"))
     build = report["last_build"]
-    lines.append(("last build", BuildReport(**build).line() if build else "none yet"))
+    if build:
+        lines.append(("last build", BuildReport(**build).line()))
+    else:
+        lines.append(("last build", "being built by the run in progress" if running else "none yet"))
     spool = report["spool"]
     if spool:
         oldest = spool["oldest_pending_received_at"]

@@ -48,12 +48,18 @@ class RunRecord:
     failures: list[str] = field(default_factory=list)
     error: str | None = None
     log: str | None = None
+    previous: dict[str, Any] | None = None  # while in progress: the last finished job, which status still shows
+
+    def previous_record(self) -> RunRecord | None:
+        """The last finished job before this one (kept while this one is in progress)."""
+        return RunRecord(**self.previous) if self.previous else None
 
     def line(self, *, running: bool) -> str:
         """One line for a person, e.g. `ok: run started 2026-12-07T11:45:02Z, took 14.2 s, 120 records loaded`."""
         if self.outcome == IN_PROGRESS:
-            state = "in progress" if running else f"interrupted (process {self.pid} is gone)"
-            return f"{state}: {self.command} started {self.started_at} (pid {self.pid})"
+            if running:
+                return f"{self.command} started {self.started_at} (pid {self.pid})"
+            return f"interrupted (process {self.pid} is gone): {self.command} started {self.started_at}"
         parts = [f"{self.outcome}: {self.command} started {self.started_at}, finished {self.finished_at}"]
         if self.seconds is not None:
             parts.append(f"took {self.seconds:.1f} s")
@@ -102,6 +108,7 @@ def finished(record: RunRecord, started: datetime, outcome: str, **values: Any) 
         outcome=outcome,
         finished_at=iso(end),
         seconds=round((end - started).total_seconds(), 1),
+        previous=None,
         **values,
     )
 
