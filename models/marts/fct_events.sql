@@ -32,7 +32,7 @@
 
 with
 
-events as (
+events as {{ segment_accounts.inlined_cte() }} (
 
     select * from {{ ref('stg_segment__events') }}
 
@@ -57,6 +57,7 @@ contact_accounts as (
 ),
 
 {% if is_incremental_run() %}
+{{- segment_accounts.require_built_columns(['_dlt_load_id']) }}
 
 contact_identifiers as (
 
@@ -64,7 +65,7 @@ contact_identifiers as (
 
 ),
 
-built_events as (
+built_events as {{ segment_accounts.inlined_cte() }} (
 
     select * from {{ this }}
 
@@ -141,11 +142,22 @@ moved_event_ids as (
 
 scoped as (
 
-    select * from events
     {% if is_incremental_run() -%}
-        where
-            _dlt_load_id in (select new_loads._dlt_load_id from new_loads)
-            or event_id in (select moved_event_ids.event_id from moved_event_ids)
+        -- joins, not `in` lists: a join on an empty side ends without reading the events' JSON
+        select events.*
+        from events
+        inner join new_loads
+            on events._dlt_load_id = new_loads._dlt_load_id
+
+        union all
+
+        select events.*
+        from events
+        inner join moved_event_ids
+            on events.event_id = moved_event_ids.event_id
+        where events._dlt_load_id not in (select new_loads._dlt_load_id from new_loads)
+    {%- else -%}
+        select * from events
     {%- endif %}
 
 ),

@@ -12,6 +12,7 @@
 {#- Materialization is set in dbt_project.yml: incremental, except on Spark without Delta (no delete). -#}
 {#- Read outside the incremental branch below, so that dbt sees them when it parses the project. -#}
 {%- set build_state = source('build_state', 'int_events_identified__mapping') -%}
+{%- set staged_events = ref('stg_segment__events') -%}
 {{ config(
     incremental_strategy='delete+insert',
     unique_key='event_id',
@@ -40,8 +41,9 @@ contact_identifiers as (
 ),
 
 {% if is_incremental_run() %}
+{{- segment_accounts.require_built_columns(['_dlt_load_id']) }}
 
-built_events as (
+built_events as {{ segment_accounts.inlined_cte() }} (
 
     select * from {{ this }}
 
@@ -63,21 +65,35 @@ built_loads as (
 
 {% endif %}
 
+{% if is_incremental_run() %}
+
+new_loads as (
+
+    -- the loads this table has not read (as staging finds them: loaders side by side commit in any order); a
+    -- copy that replaced an event in staging came with its load, so it is read again too. From staging's
+    -- column, not the view: the view would clean every event's ids first.
+    select distinct _dlt_load_id
+    from {{ staged_events }}
+    where _dlt_load_id not in (select built_loads._dlt_load_id from built_loads)
+
+),
+
+{% endif %}
+
 new_events as (
 
-    -- an incremental run reads the loads this table has not read (as staging finds them: loaders side by side
-    -- commit in any order); a copy that replaced an event in staging came with its load, so it is here too
     select
-        event_id,
-        user_id,
-        anonymous_id,
-        occurred_at,
-        received_at,
-        message_id,
-        _dlt_load_id
+        identifiers.event_id,
+        identifiers.user_id,
+        identifiers.anonymous_id,
+        identifiers.occurred_at,
+        identifiers.received_at,
+        identifiers.message_id,
+        identifiers._dlt_load_id
     from identifiers
     {% if is_incremental_run() -%}
-        where _dlt_load_id not in (select built_loads._dlt_load_id from built_loads)
+        inner join new_loads
+            on identifiers._dlt_load_id = new_loads._dlt_load_id
     {%- endif %}
 
 ),
