@@ -5,14 +5,18 @@
     source build_state; these two statements are the model's post-hooks, so they run inside the model's own
     transaction: the events and the mapping they were built with are committed together, or neither is.
     Replaced whole on every build, full or incremental, so it always exists beside the model and matches it.
-    Portable SQL on every target: no dispatch needed.
+    Where the model is a table (Spark without Delta, or var segment_accounts__incremental false) the mapping is
+    dropped and not written: should the model become incremental later, its first run finds no mapping and
+    rewrites every event, never trusting a mapping older than the table.
 -#}
 {% macro drop_build_state(state) -%}
     drop table if exists {{ state }}
 {%- endmacro %}
 
 {% macro create_build_state(state, mapping_sql) -%}
-    create table {{ state }} as {{ mapping_sql }}
+    {%- if model.config.materialized == 'incremental' -%}
+        create table {{ state }} as {{ mapping_sql }}
+    {%- endif -%}
 {%- endmacro %}
 
 {#-
@@ -21,6 +25,10 @@
     hand) then compares against no mapping at all and rewrites every event it has: slower, never wrong.
 -#}
 {% macro create_build_state_table(name, columns) -%}
+    {{ return(adapter.dispatch('create_build_state_table', 'segment_accounts')(name, columns)) }}
+{%- endmacro %}
+
+{% macro default__create_build_state_table(name, columns) -%}
     create table if not exists {{ source('build_state', name) }} (
         {%- for column in columns %}
         {{ column }} {{ dbt.type_string() }}{{ ',' if not loop.last }}
