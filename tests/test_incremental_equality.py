@@ -3,9 +3,12 @@
 Events arrive in shuffled batches (so many are late: older than events already processed), with re-delivered
 duplicates, copies received *before* the copy already processed (a receiver with a slow clock: the staging model
 must replace its winner) and aliases that merge contacts after their Engage history was built;
-`segment-accounts run` follows each batch, as a schedule would. Then every incremental model is snapshotted,
-rebuilt with --full-refresh from the same raw data, and compared both ways (EXCEPT ALL), so a row too many or too
-few fails. A company's domain moves to a new account between runs (domain consolidation): its people follow.
+`segment-accounts run` follows each batch, as a schedule would. Two last batches change who and which account
+the events already built belong to: late aliases merge contacts that have history, group calls move contacts to
+another account, email changes move contacts to another domain account; then the same moves back. Then every
+incremental model is snapshotted, rebuilt with --full-refresh from the same raw data, and compared both ways
+(EXCEPT ALL), so a row too many or too few fails. A company's domain moves to a new account between runs
+(domain consolidation): its people follow.
 """
 
 from __future__ import annotations
@@ -91,6 +94,61 @@ def _account_of(paths: Paths, user_id: str) -> tuple[str, str, set[str]]:
     return account_id, assigned_by, {row[0] for row in events}
 
 
+def _identity_changes(events: list[dict], timestamp: str, *, back: bool) -> list[dict]:
+    """Calls that change the contact or the account of events already built, all dated after the traffic.
+
+    ``back=False``: aliases merging pairs of users with history, group calls to another account, identifies
+    with an email at another work domain. ``back=True`` (later): the group calls and emails return to what they
+    were, so a contact's account changes and then changes back between two runs.
+    """
+    users = sorted({e["userId"] for e in events if e.get("userId") and not e.get("context", {}).get("personas")})
+    group_of = {e["userId"]: e["groupId"] for e in events if e.get("type") == "group"}
+    email_of = {
+        e["userId"]: e["traits"]["email"]
+        for e in events
+        if e.get("type") == "identify" and isinstance(e.get("traits"), dict) and "email" in e["traits"]
+    }
+    grouped = [u for u in users if u in group_of][:6]
+    emailed = [u for u in users if u not in group_of and u in email_of][:6]
+    merged = [u for u in users if u not in grouped and u not in emailed][-12:]
+    tag = "back" if back else "move"
+    changes: list[dict] = []
+    if not back:
+        for n, (old, new) in enumerate(zip(merged[0::2], merged[1::2], strict=False)):
+            changes.append(
+                {
+                    "type": "alias",
+                    "previousId": old,
+                    "userId": new,
+                    "messageId": f"history-merge-{n}",
+                    "timestamp": timestamp,
+                }
+            )
+    for n, user in enumerate(grouped):
+        group_id = group_of[user] if back else f"moved-group-{n}"
+        changes.append(
+            {
+                "type": "group",
+                "userId": user,
+                "groupId": group_id,
+                "messageId": f"{tag}-group-{n}",
+                "timestamp": timestamp,
+            }
+        )
+    for n, user in enumerate(emailed):
+        email = email_of[user] if back else f"moved{n}@moved-domain-{n}.example"
+        changes.append(
+            {
+                "type": "identify",
+                "userId": user,
+                "traits": {"email": email},
+                "messageId": f"{tag}-email-{n}",
+                "timestamp": timestamp,
+            }
+        )
+    return changes
+
+
 RECEIVED_IN_2001_US = 1_000_000_000 * 10**6  # before any ingest of this test, by our clock
 RECEIVED_IN_2033_US = 2_000_000_000 * 10**6  # after any ingest of this test
 
@@ -121,6 +179,15 @@ def _incremental_models(paths: Paths) -> dict[str, str]:
     }
 
 
+def _accounts_and_contacts(paths: Paths) -> set[tuple]:
+    """Each event's contact and account as fct_events has them now."""
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        return set(con.execute("select event_id, contact_id, account_id from analytics.fct_events").fetchall())
+    finally:
+        con.close()
+
+
 @pytest.mark.slow
 def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tmp_path: Path) -> None:
     connection, _ = Registry(paths.data).add("web")
@@ -133,7 +200,9 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
         batches[later] += rnd.sample(batches[later - 1], 40)
     domain_first, domain_later = _domain_move()
     batches[0] += domain_first
-    batches[-1] += domain_later
+    batches[-1] += domain_later  # the last batch of traffic, before the two of identity changes
+    batches.append(_identity_changes(events, "2026-12-20T00:00:00.000Z", back=False))
+    batches.append(_identity_changes(events, "2026-12-25T00:00:00.000Z", back=True))
 
     for number, batch in enumerate(batches):
         source = tmp_path / f"batch-{number}.ndjson"
@@ -148,11 +217,15 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
         if number == 0:
             assert _account_of(paths, "mover-pat") == ("mover-old", "email_domain_matched", {"mover-old"})
+        if number == BATCHES:
+            moved = _accounts_and_contacts(paths)
     # the domain moved with the new group call: the colleague and all her past events follow it
     assert _account_of(paths, "mover-pat") == ("mover-new", "email_domain_matched", {"mover-new"})
 
     incremental = _incremental_models(paths)
-    assert "fct_audience_history" in incremental
+    assert {"fct_audience_history", "int_events_identified", "fct_events"} <= set(incremental)
+    # the identity batches did move events: the comparison below covers those moves
+    assert moved != _accounts_and_contacts(paths), "the moves back changed no event"
 
     con = duckdb.connect(str(paths.warehouse))
     try:
@@ -168,6 +241,20 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
             " on h.contact_id = p.contact_id and h.computation_key = p.computation_key"
             " where h.source_fingerprint is distinct from p.source_fingerprint"
         ).fetchone()[0]
+        # Likewise the per-event tables: the mapping each was built with is the current one.
+        mapping_drift = (
+            con.execute(
+                "select count(*) from (select identifier, identifier_type, contact_id"
+                " from intermediate.int_contact_identifiers_resolved"
+                " except select * from intermediate.int_events_identified__mapping) as drift"
+            ).fetchone()[0]
+            + con.execute(
+                "select count(*) from (select i.identifier, i.identifier_type, i.contact_id, a.account_id"
+                " from intermediate.int_contact_identifiers_resolved as i"
+                " left join intermediate.int_contact_accounts_resolved as a on a.contact_id = i.contact_id"
+                " except select * from intermediate.fct_events__mapping) as drift"
+            ).fetchone()[0]
+        )
         copies_won = con.execute(
             "select count(*) from staging.stg_segment__events where properties->>'copy' = 'late-delivered'"
         ).fetchone()[0]
@@ -176,6 +263,7 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
     assert copies_won == 30, f"{copies_won} of the 30 copies received earlier replaced the processed copy"
     assert all(rows.values()), f"an incremental model is empty, the comparison would prove nothing: {rows}"
     assert stale == 0, f"{stale} pairs would be rebuilt by a run with no new data"
+    assert mapping_drift == 0, f"{mapping_drift} identifiers' events would be rewritten by a run with no new data"
 
     rebuilt = run_cli("run", "--full-refresh", check=False, timeout=600)
     assert rebuilt.returncode == 0, rebuilt.stdout[-3000:]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipelines.connections import Registry
 from pipelines.jobs import EXIT_BUSY, EXIT_OK, run_lock
@@ -108,6 +109,28 @@ def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
         assert con.execute("select count(*) from analytics.fct_events").fetchone()[0] == 1
         columns = [row[0] for row in con.execute("describe staging.stg_segment__events").fetchall()]
     assert "legacy_column" not in columns
+
+
+@pytest.mark.parametrize("model", ["int_events_identified", "fct_events"])
+def test_run_after_an_upgrade_made_a_table_incremental_says_how_to_rebuild(
+    paths: Paths, run_cli: RunCli, tmp_path: Path, model: str
+) -> None:
+    """The version before this one built the per-event tables in full, without the load id an incremental run
+    reads from them: the schedule stops with the one line naming the model, not with a missing-column error."""
+    Registry(paths.data).add("web")
+    source = tmp_path / "e.ndjson"
+    source.write_text(EVENT + "\n")
+    run_cli("ingest", str(source), "--connection", "web")
+    run_cli("run")
+    with duckdb.connect(str(paths.warehouse)) as con:  # the table as the older version built it
+        con.execute(f"alter table main.{model} drop column _dlt_load_id")
+
+    failed = run_cli("run", check=False)
+    assert failed.returncode == 1
+    last = failed.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"run failed: the columns of {model} changed"), last
+    assert "segment-accounts run --full-refresh" in last
+    assert run_cli("run", "--full-refresh").returncode == 0
 
 
 def test_merge_protection_warning_reaches_the_run_line_and_status(

@@ -12,9 +12,9 @@ contact_accounts as (
 
 ),
 
-events_attributed as (
+events as (
 
-    select * from {{ ref('int_events_attributed') }}
+    select * from {{ ref('fct_events') }}
 
 ),
 
@@ -55,7 +55,7 @@ activity as (
         account_id,
         min(occurred_at) as first_seen_at,
         max(occurred_at) as last_seen_at
-    from events_attributed
+    from events
     where account_id is not null
     group by account_id
 

@@ -1,6 +1,38 @@
+{#-
+    Rule "event attribution": an event's account is its own groupId when it names one (context.groupId, or the
+    groupId of a group call), else its contact's account. Staging reads both ids in its one pass.
+    Incremental (dbt_project.yml): a run rewrites the events of the loads it has not read, and the events whose
+    identifier now resolves to another contact or whose contact now has another account than when this table
+    was last built (a late alias, a new group call or trait, a changed email, a changed connection setting:
+    whatever int_contact_accounts_resolved decides). The mapping of the last build is kept by this model's
+    post-hooks, in its own transaction (macros/build_state.sql), and read back as the source build_state.
+    Equal to a full refresh (tests/test_incremental_equality.py).
+-#}
+{#-
+    Materialization and on_schema_change are set in dbt_project.yml: incremental, except on Spark without Delta
+    (no delete); a contract there requires on_schema_change fail wherever it is incremental.
+-#}
+{#- Read outside the incremental branch below, so that dbt sees them when it parses the project. -#}
+{%- set build_state = source('build_state', 'fct_events__mapping') -%}
+{%- set contact_identifiers = ref('int_contact_identifiers_resolved') -%}
+{{ config(
+    incremental_strategy='delete+insert',
+    unique_key='event_id',
+    post_hook=[
+        "{{ segment_accounts.drop_build_state(source('build_state', 'fct_events__mapping')) }}",
+        "{{ segment_accounts.create_build_state(
+            source('build_state', 'fct_events__mapping'),
+            'select identifiers.identifier, identifiers.identifier_type, identifiers.contact_id,'
+            ~ ' accounts.account_id from ' ~ ref('int_contact_identifiers_resolved') ~ ' as identifiers'
+            ~ ' left join ' ~ ref('int_contact_accounts_resolved') ~ ' as accounts'
+            ~ ' on identifiers.contact_id = accounts.contact_id',
+        ) }}",
+    ],
+) }}
+
 with
 
-events as (
+events as {{ segment_accounts.inlined_cte() }} (
 
     select * from {{ ref('stg_segment__events') }}
 
@@ -18,38 +50,151 @@ events_identified as (
 
 ),
 
-events_attributed as (
+contact_accounts as (
 
-    select * from {{ ref('int_events_attributed') }}
+    select * from {{ ref('int_contact_accounts_resolved') }}
+
+),
+
+{% if is_incremental_run() %}
+{{- segment_accounts.require_built_columns(['_dlt_load_id']) }}
+
+contact_identifiers as (
+
+    select * from {{ contact_identifiers }}
+
+),
+
+built_events as {{ segment_accounts.inlined_cte() }} (
+
+    select * from {{ this }}
+
+),
+
+built_identifier_accounts as (
+
+    select * from {{ build_state }}
+
+),
+
+identifier_accounts as (
+
+    select
+        contact_identifiers.identifier,
+        contact_identifiers.identifier_type,
+        contact_identifiers.contact_id,
+        contact_accounts.account_id
+    from contact_identifiers
+    left join contact_accounts
+        on contact_identifiers.contact_id = contact_accounts.contact_id
+
+),
+
+changed_identifiers as (
+
+    -- identifiers whose contact, or whose contact's account, is not the one this table was built with
+    select
+        identifier_accounts.identifier,
+        identifier_accounts.identifier_type
+    from identifier_accounts
+    left join built_identifier_accounts
+        on
+            identifier_accounts.identifier = built_identifier_accounts.identifier
+            and identifier_accounts.identifier_type = built_identifier_accounts.identifier_type
+    where
+        built_identifier_accounts.identifier is null
+        or built_identifier_accounts.contact_id != identifier_accounts.contact_id
+        or built_identifier_accounts.account_id is distinct from identifier_accounts.account_id
+
+),
+
+built_loads as (
+
+    select distinct _dlt_load_id
+    from built_events
+    where _dlt_load_id is not null
+
+),
+
+new_loads as (
+
+    -- the loads this table has not read; staging's rows are read by load, not probed by event
+    select distinct _dlt_load_id
+    from events
+    where _dlt_load_id not in (select built_loads._dlt_load_id from built_loads)
+
+),
+
+moved_event_ids as (
+
+    select built_events.event_id
+    from built_events
+    inner join changed_identifiers
+        on
+            coalesce(built_events.user_id, built_events.anonymous_id) = changed_identifiers.identifier
+            and case
+                when built_events.user_id is not null then 'user_id' else 'anonymous_id'
+            end = changed_identifiers.identifier_type
+
+),
+
+{% endif %}
+
+scoped as (
+
+    {% if is_incremental_run() -%}
+        -- joins, not `in` lists: a join on an empty side ends without reading the events' JSON
+        select events.*
+        from events
+        inner join new_loads
+            on events._dlt_load_id = new_loads._dlt_load_id
+
+        union all
+
+        select events.*
+        from events
+        inner join moved_event_ids
+            on events.event_id = moved_event_ids.event_id
+        where events._dlt_load_id not in (select new_loads._dlt_load_id from new_loads)
+    {%- else -%}
+        select * from events
+    {%- endif %}
 
 ),
 
 final as (
 
     select
-        events.event_id,
-        events.message_id,
-        connections.connection_name,
-        events.message_type,
-        events.event_type,
-        events.event_name,
+        scoped.event_id,
+        -- text on every target, as the contract says: on Postgres these are varchar, and an incremental run's
+        -- schema check would meet varchar against the contract's text
+        {{ dbt.cast('scoped.message_id', dbt.type_string()) }} as message_id,
+        {{ dbt.cast('connections.connection_name', dbt.type_string()) }} as connection_name,
+        scoped.message_type,
+        {{ dbt.cast('scoped.event_type', dbt.type_string()) }} as event_type,
+        scoped.event_name,
         events_identified.contact_id,
-        events_attributed.account_id,
+        coalesce(
+            {{ segment_accounts.clean_identifier('scoped.context_group_id') }},
+            {{ segment_accounts.clean_identifier('scoped.group_id') }},
+            contact_accounts.account_id
+        ) as account_id,
         events_identified.user_id,
         events_identified.anonymous_id,
         events_identified.previous_id,
-        events.occurred_at,
-        events.received_at,
-        events.properties,
-        events.traits,
-        events.context
-    from events
+        scoped.occurred_at,
+        scoped.received_at,
+        scoped.properties,
+        scoped.traits,
+        scoped.context,
+        {{ dbt.cast('scoped._dlt_load_id', dbt.type_string()) }} as _dlt_load_id
+    from scoped
     left join connections
-        on events.connection_id = connections.connection_id
+        on scoped.connection_id = connections.connection_id
     left join events_identified
-        on events.event_id = events_identified.event_id
-    left join events_attributed
-        on events.event_id = events_attributed.event_id
+        on scoped.event_id = events_identified.event_id
+    left join contact_accounts
+        on events_identified.contact_id = contact_accounts.contact_id
 
 )
 

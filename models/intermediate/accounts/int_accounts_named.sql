@@ -30,22 +30,6 @@ trait_accounts as (
 
 ),
 
-events_attributed as (
-
-    select * from {{ ref('int_events_attributed') }}
-
-),
-
-account_ids as (
-
-    select account_id from contact_accounts
-    where account_id is not null
-    union
-    select account_id from events_attributed
-    where account_id is not null
-
-),
-
 group_ids as (
 
     select {{ segment_accounts.clean_identifier('group_id') }} as account_id
@@ -53,6 +37,18 @@ group_ids as (
     union
     select {{ segment_accounts.clean_identifier('context_group_id') }} as account_id
     from events
+
+),
+
+account_ids as (
+
+    -- rule "event attribution": an event's account is its own groupId or its contact's account, so these are
+    -- every account an event can name
+    select account_id from contact_accounts
+    where account_id is not null
+    union
+    select account_id from group_ids
+    where account_id is not null
 
 ),
 

@@ -36,6 +36,7 @@ trimmed as (
         events.message_type,
         events.occurred_at,
         events.received_at,
+        events._dlt_load_id,
         {{ segment_accounts.clean_identifier('events.user_id') }} as user_id,
         {{ segment_accounts.clean_identifier('events.anonymous_id') }} as anonymous_id,
         {{ segment_accounts.clean_identifier('events.previous_id') }} as previous_id
@@ -53,6 +54,7 @@ final as (
         trimmed.message_type,
         trimmed.occurred_at,
         trimmed.received_at,
+        trimmed._dlt_load_id,
         case when junk_user_ids.junk_identifier is null then trimmed.user_id end as user_id,
         case when junk_anonymous_ids.junk_identifier is null then trimmed.anonymous_id end as anonymous_id,
         case when junk_previous_ids.junk_identifier is null then trimmed.previous_id end as previous_id

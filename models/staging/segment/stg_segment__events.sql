@@ -54,25 +54,34 @@ dlt_loads as (
 
 ),
 
-raw_events as (
+loads_to_read as (
 
-    select * from {{ source('segment', 'raw_events') }}
     -- only loads dlt has recorded complete: a load still running (another loader's, while this builds) may
     -- have committed some of its files and not the rest, and a load id read here is never read again
-    where
-        _dlt_load_id in (
-            select dlt_loads.load_id from dlt_loads
-            where dlt_loads.status = 0
-        )
+    select distinct dlt_loads.load_id
+    from dlt_loads
+    where dlt_loads.status = 0
     {% if is_incremental_run() -%}
         -- the loads no run has read: not "after the greatest load id", because loaders running side by side
         -- (one per spool) can commit an older load id after a newer one. A load all of whose rows lost to
         -- copies already here leaves no id behind and is read again, to lose again: cheap, and never wrong.
-        and _dlt_load_id not in (
+        and dlt_loads.load_id not in (
             select distinct processed._dlt_load_id from {{ this }} as processed
             where processed._dlt_load_id is not null
         )
     {%- endif %}
+
+),
+
+raw_events as {% if is_incremental_run() %}{{ segment_accounts.inlined_cte() }}{% endif %} (
+
+    -- a join on the few loads to read, not a filter: the warehouse then skips the raw rows of the loads read
+    -- before (DuckDB: by their row groups' load ids), and ends at once when there is none. An incremental run
+    -- reads it in three steps below without copying it first: each keeps few rows
+    select loaded.*
+    from {{ source('segment', 'raw_events') }} as loaded
+    inner join loads_to_read
+        on loaded._dlt_load_id = loads_to_read.load_id
 
 ),
 
