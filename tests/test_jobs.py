@@ -111,7 +111,7 @@ def test_run_after_an_upgrade_changed_columns_says_how_to_rebuild(
     assert "legacy_column" not in columns
 
 
-@pytest.mark.parametrize("model", ["int_events_identified", "fct_events"])
+@pytest.mark.parametrize("model", ["intermediate.int_events_identified", "analytics.fct_events"])
 def test_run_after_an_upgrade_made_a_table_incremental_says_how_to_rebuild(
     paths: Paths, run_cli: RunCli, tmp_path: Path, model: str
 ) -> None:
@@ -123,12 +123,12 @@ def test_run_after_an_upgrade_made_a_table_incremental_says_how_to_rebuild(
     run_cli("ingest", str(source), "--connection", "web")
     run_cli("run")
     with duckdb.connect(str(paths.warehouse)) as con:  # the table as the older version built it
-        con.execute(f"alter table main.{model} drop column _dlt_load_id")
+        con.execute(f"alter table {model} drop column _dlt_load_id")
 
     failed = run_cli("run", check=False)
     assert failed.returncode == 1
     last = failed.stdout.strip().splitlines()[-1]
-    assert last.startswith(f"run failed: the columns of {model} changed"), last
+    assert last.startswith(f"run failed: the columns of {model.split('.')[1]} changed"), last
     assert "segment-accounts run --full-refresh" in last
     assert run_cli("run", "--full-refresh").returncode == 0
 
