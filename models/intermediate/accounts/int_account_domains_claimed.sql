@@ -50,36 +50,18 @@ resolved_accounts as (
 
 group_trait_values as (
 
-    select
-        {{ segment_accounts.clean_identifier('group_id') }} as account_id,
-        'website' as trait_name,
-        nullif(trim({{ segment_accounts.json_text('traits', ['website']) }}), '') as claimed_value,
-        occurred_at,
-        received_at,
-        message_id
-    from group_calls
-
-    union all
-
-    select
-        {{ segment_accounts.clean_identifier('group_id') }} as account_id,
-        'domain' as trait_name,
-        nullif(trim({{ segment_accounts.json_text('traits', ['domain']) }}), '') as claimed_value,
-        occurred_at,
-        received_at,
-        message_id
-    from group_calls
-
-    union all
-
-    select
-        {{ segment_accounts.clean_identifier('group_id') }} as account_id,
-        'email' as trait_name,
-        nullif(trim({{ segment_accounts.json_text('traits', ['email']) }}), '') as claimed_value,
-        occurred_at,
-        received_at,
-        message_id
-    from group_calls
+    -- one row per group call and claiming trait
+    {% for trait_name in ['website', 'domain', 'email'] %}
+        select
+            {{ segment_accounts.clean_identifier('group_id') }} as account_id,
+            '{{ trait_name }}' as trait_name,
+            nullif(trim({{ segment_accounts.json_text('traits', [trait_name]) }}), '') as claimed_value,
+            occurred_at,
+            received_at,
+            message_id
+        from group_calls
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 ),
 
