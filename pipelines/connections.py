@@ -305,7 +305,9 @@ class Registry:
         if not write_key:
             return None
         t = _now(now)
-        guess = write_key.encode()
+        # surrogatepass: a JSON body can spell a lone surrogate, which no key holds; it must compare (and fail)
+        # like any other wrong key, not raise
+        guess = write_key.encode("utf-8", "surrogatepass")
         found: Connection | None = None
         state = self._state
         for cid, s in state.secrets.items():
