@@ -14,6 +14,7 @@ import asyncio
 import gzip
 import hashlib
 import hmac
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -33,6 +34,10 @@ pytestmark = pytest.mark.timeout(900)
 
 FAST_EXAMPLES = 60
 LONG_EXAMPLES = 2_300  # x ~2 drawn requests x 26 (itself and 25 variants): 100,000+ bodies
+# The same examples every run, so that CI's verdict is reproducible: a red CI names an input that stays red.
+# SEGMENT_ACCOUNTS_FUZZ_RANDOM=1 draws new ones (what finds new defects: two came from random CI runs).
+DERANDOMIZE = os.environ.get("SEGMENT_ACCOUNTS_FUZZ_RANDOM") != "1"
+
 COUNTS = {"bodies": 0, "2xx": 0, "4xx": 0, "events": 0}  # a 5xx or an exception fails the run at once
 
 # ---- strategies -------------------------------------------------------------------------------------------------
@@ -283,6 +288,7 @@ def _fuzz_app(tmp_path: Path, examples: int, per_example: int) -> None:
         max_examples=examples,
         deadline=None,
         database=None,
+        derandomize=DERANDOMIZE,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
     )
     @given(st.lists(requests(), min_size=1, max_size=3), st.randoms(use_true_random=False))
@@ -330,7 +336,13 @@ def _signature_property(body: bytes, secret: bytes, signature: bytes) -> None:
 
 
 def _property_test(examples: int, strategy: Any, check: Callable[..., None]) -> None:
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=DERANDOMIZE,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def run(args: tuple[Any, ...]) -> None:
         check(*args)

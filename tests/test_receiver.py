@@ -326,7 +326,7 @@ def test_tracking_body_write_key_that_is_not_text_is_401(env: Env, path: str) ->
     """A body writeKey holding a lone surrogate escape is no key (found by the long fuzz: it was a 500)."""
     key = b'"writeKey":"\\ud800' + env.write_key.encode() + b'"'
     item = dumps(event())
-    body = b'{' + key + b',"batch":[' + item + b']}' if path == "/v1/batch" else b'{' + key + b"," + item[1:]
+    body = b"{" + key + b',"batch":[' + item + b"]}" if path == "/v1/batch" else b"{" + key + b"," + item[1:]
     reply = call(env.app, "POST", path, body)
     assert reply.status == 401
     assert env.writer.records == []
