@@ -32,7 +32,7 @@ contact_identifiers as (
         {{ dbt.listagg(
             measure=dbt.concat(['identifiers.identifier_type', "':'", 'identifiers.identifier']),
             delimiter_text="', '",
-            order_by_clause='order by identifiers.identifier_type desc, identifiers.identifier'
+            order_by_clause='order by identifiers.identifier_type, identifiers.identifier'
         ) }} as identifiers
     from identifiers
     inner join account_contacts

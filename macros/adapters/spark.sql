@@ -137,8 +137,8 @@
 {#-
     dbt's own listagg on Spark ignores `order by` (it warns and concatenates in whatever order the rows came),
     which would make dim_account_rollups.top_events_30d and the Engage source fingerprints depend on the plan.
-    This override sorts: `order by a, b` (ascending keys only; `desc` falls back to dbt-spark's version, with its
-    warning) becomes array_sort over structs of the keys and the measure. Found before dbt-spark's macro
+    This override sorts: `order by a, b` (ascending keys only; with `desc` the order is left as Spark gives it,
+    as in dbt-spark's version) becomes array_sort over structs of the keys and the measure. Found before dbt-spark's macro
     because dispatch searches the root project first.
 -#}
 {% macro spark__listagg(measure, delimiter_text, order_by_clause, limit_num) -%}
@@ -156,7 +156,10 @@
         {%- endfor -%}
     {%- endif -%}
     {%- if not keys or not ns.sortable -%}
-        {{ return(dbt_spark.spark__listagg(measure, delimiter_text, order_by_clause, limit_num)) }}
+        {#- unordered, as dbt-spark's own version is (whose namespace an analysis cannot reach) -#}
+        {%- set unordered = 'collect_list(' ~ measure ~ ')' -%}
+        {%- if limit_num -%}{%- set unordered = 'slice(' ~ unordered ~ ', 1, ' ~ limit_num ~ ')' -%}{%- endif -%}
+        {{ return('array_join(' ~ unordered ~ ', ' ~ delimiter_text ~ ')') }}
     {%- endif -%}
     {%- set sorted -%}
         transform(
