@@ -39,6 +39,7 @@ EXIT_BUSY = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 # The scheduled selection is dbt's own (selectors.yml), so an orchestrator's `dbt build --selector scheduled`
 # builds exactly what `run` builds.
 SCHEDULED_BUILD_OPTIONS = ("--selector", "scheduled")
+REFRESH_CLOCK_OPTIONS = ("--selector", "refresh_clock")
 
 ERRORS_SHOWN = 5
 """Failing nodes whose error a failed run prints under its line; the rest are in the run's log."""
@@ -93,15 +94,17 @@ def lock_is_held(paths: Paths) -> bool:
 
 @dataclass(frozen=True)
 class Job:
-    """What a locked job does: ``run`` loads then builds the scheduled selection; ``transform`` builds all."""
+    """What a locked job does: ``run`` loads then builds the scheduled selection, or only the clock's models when
+    nothing is new since the last successful build (pipelines/build_inputs.py); ``transform`` builds all."""
 
     command: str
     load_first: bool
     build_options: tuple[str, ...]
+    skips_when_nothing_new: bool
 
 
-RUN = Job("run", load_first=True, build_options=SCHEDULED_BUILD_OPTIONS)
-TRANSFORM = Job("transform", load_first=False, build_options=())
+RUN = Job("run", load_first=True, build_options=SCHEDULED_BUILD_OPTIONS, skips_when_nothing_new=True)
+TRANSFORM = Job("transform", load_first=False, build_options=(), skips_when_nothing_new=False)
 
 
 def run_job(
@@ -150,9 +153,10 @@ def _recorded(paths: Paths, job: Job, *, full_refresh: bool, verbose: bool, star
 def _steps(
     paths: Paths, job: Job, log: RunLog, *, full_refresh: bool, verbose: bool, started: float
 ) -> tuple[int, dict[str, Any]]:
-    from pipelines.loader import load, target_name
+    from pipelines.build_inputs import BuildInputs, forget, nothing_new, project_digest, remember
+    from pipelines.loader import load, raw_loads, target_name
     from pipelines.publish import PublishError, publish
-    from pipelines.transform import build, read_build_report, schema_change_hint
+    from pipelines.transform import build, built_models, read_build_report, schema_change_hint
     from pipelines.warehouse_lock import WarehouseInUse, check_warehouse_free, error_chain_text, in_use_message
 
     def say(text: str, *, err: bool = False) -> None:
@@ -178,7 +182,14 @@ def _steps(
             return failed(in_use_message(error_chain_text(error)) or f"load: {root_cause(error)}")
         records = loaded.records
         log.line(loaded.line())
-    options = [*job.build_options, *(["--full-refresh"] if full_refresh else [])]
+    inputs = BuildInputs(project=project_digest(), raw_loads=raw_loads(paths))
+    clock_only = job.skips_when_nothing_new and not full_refresh and nothing_new(paths, inputs)
+    if clock_only:
+        log.line("nothing new since the last successful build: building the clock's models only (refresh_clock)")
+        options = list(REFRESH_CLOCK_OPTIONS)
+    else:
+        forget(paths)  # until this build succeeds, no later run may trust the tables it is about to change
+        options = [*job.build_options, *(["--full-refresh"] if full_refresh else [])]
     code = build(paths, options, log=log, echo=verbose)
     elapsed = time.perf_counter() - started
     report = read_build_report(paths)
@@ -207,18 +218,22 @@ def _steps(
         return EXIT_FAILED, {"error": summary, **values}
     if embedded:
         try:
-            published = publish(paths)
+            published = publish(paths, only=built_models(paths) if clock_only else None)
         except (PublishError, OSError) as error:
             log.write(traceback.format_exc())
             return failed(f"publishing analytics.duckdb: {error}", **values)
         except Exception as error:  # duckdb's errors: one line, the traceback in the log
             log.write(traceback.format_exc())
             return failed(f"publishing analytics.duckdb: {root_cause(error)}", **values)
-        size = f"{published.tables} tables ({published.rows} rows)"
+        size = f"{published.tables} of {published.total} marts ({published.rows} rows in all)"
         log.line(f"published {size} to {published.path} in {published.seconds:.1f}s")
+    if not clock_only:  # built and published: a run that finds these same inputs has nothing new to build
+        remember(paths, inputs)
     outcome = report.outcome() if report else "passed"
     loaded_part = "" if records is None else f"{records} records loaded, "
-    say(f"{job.command} ok: {loaded_part}dbt build {outcome}, {time.perf_counter() - started:.1f}s")
+    built = f"nothing new to build, clock's models refreshed: {outcome}" if clock_only else f"dbt build {outcome}"
+    say(f"{job.command} ok: {loaded_part}{built}, {time.perf_counter() - started:.1f}s")
+    values["nothing_new"] = clock_only
     return EXIT_OK, values
 
 

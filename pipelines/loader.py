@@ -8,6 +8,8 @@ lost.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
@@ -64,9 +66,11 @@ log = logging.getLogger(__name__)
 class LoadSummary:
     records: int
     seconds: float
-    load_id: str | None
+    load_id: str | None  # None: nothing to move, so no load was committed
 
     def line(self) -> str:
+        if self.load_id is None and not self.records:
+            return f"loaded 0 spooled records: nothing new in the spool or registry, no load ({self.seconds:.1f}s)"
         rate = self.records / self.seconds if self.seconds else 0.0
         return f"loaded {self.records} spooled records in {self.seconds:.1f}s ({rate:,.0f}/s)"
 
@@ -122,14 +126,66 @@ def load(paths: Paths) -> LoadSummary:
         registry = Registry(paths.data)
         validate_connections(registry.list())
         connections = [c.public_dict() for c in registry.list()]
+        snapshot = _connections_digest(connections)
+        if _nothing_to_move(paths, pipeline, reader, snapshot):
+            return LoadSummary(records=0, seconds=time.perf_counter() - started, load_id=None)
         file_format = LOADER_FILE_FORMATS.get(target_name())
         info = _run(pipeline, segment_spool(reader=reader, tracker=tracker, connections=connections), file_format)
         info.raise_on_failed_jobs()
         if tracker.cursor is not None:
             reader.commit(tracker.cursor)
+        _loaded_connections_file(paths).write_text(snapshot + "\n")
     prune_loaded_packages(Path(pipeline.working_dir))
     load_id = info.loads_ids[-1] if info.loads_ids else None
     return LoadSummary(records=tracker.records, seconds=time.perf_counter() - started, load_id=load_id)
+
+
+def _connections_digest(connections: list[dict[str, Any]]) -> str:
+    """The registry snapshot a load would write, and where it would write it."""
+    document = {"target": target_name(), "schema": raw_schema(), "connections": connections}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _loaded_connections_file(paths: Paths) -> Path:
+    return paths.dlt_dir / "connections_loaded.sha256"
+
+
+def _nothing_to_move(paths: Paths, pipeline: dlt.Pipeline, reader: SpoolReader, snapshot: str) -> bool:
+    """No record waits in the spool, dlt holds no unfinished package, the registry snapshot is the one this loader
+    last committed, and the raw tables exist. Then a load would only commit an empty package (and a copy of
+    the registry): skipped, so that the raw layer's loads change only when something new arrived, which is
+    how a run knows it has nothing new to build (``pipelines.build_inputs``)."""
+    try:
+        loaded = _loaded_connections_file(paths).read_text().strip()
+    except OSError:
+        return False
+    if loaded != snapshot or pipeline.has_pending_data or reader.stats().pending_bytes:
+        return False
+    return completed_loads(pipeline) is not None
+
+
+def completed_loads(pipeline: dlt.Pipeline) -> str | None:
+    """dlt's completed loads in the raw schema, by every loader sharing it: their count and newest load id.
+
+    It changes exactly when a loader commits a load. None when it cannot be read: no load yet, or a destination
+    without SQL (the file lake Spark reads), which then always counts as changed."""
+    if target_name() == "spark":
+        return None
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name("_dlt_loads")
+            rows = client.execute_sql(f"select count(*), max(load_id) from {table} where status = 0")
+    except Exception:  # no schema or table yet, or no SQL client for this destination: build
+        return None
+    if not rows or not rows[0][0]:
+        return None
+    count, newest = rows[0]
+    return f"{count}:{newest}"
+
+
+def raw_loads(paths: Paths) -> str | None:
+    """``completed_loads`` for this installation's warehouse (without loading)."""
+    return completed_loads(make_pipeline(paths))
 
 
 def prune_loaded_packages(working_dir: Path, keep: int = LOADED_PACKAGES_KEPT) -> None:

@@ -47,6 +47,7 @@ class RunRecord:
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     error: str | None = None
+    nothing_new: bool = False  # a run that found nothing new to build (only the clock's models were refreshed)
     log: str | None = None
     previous: dict[str, Any] | None = None  # while in progress: the last finished job, which status still shows
 
@@ -65,6 +66,8 @@ class RunRecord:
             parts.append(f"took {self.seconds:.1f} s")
         if self.records_loaded is not None:
             parts.append(f"{self.records_loaded} records loaded")
+        if self.nothing_new:
+            parts.append("nothing new to build")
         if self.warnings:
             count = len(self.warnings)
             parts.append(f"{count} warning{'s' if count != 1 else ''} ({', '.join(self.warnings)})")

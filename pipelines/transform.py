@@ -116,6 +116,19 @@ def build(paths: Paths, extra: Sequence[str] = (), *, log: Sink | None = None, e
     return run_dbt_logged(paths, ["build", *extra], log, echo=echo)
 
 
+def built_models(paths: Paths) -> set[str]:
+    """The models the last build wrote, by name, from its run_results.json."""
+    try:
+        results = json.loads(run_results_file(paths).read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return set()
+    return {
+        result["unique_id"].split(".")[-1]
+        for result in results
+        if result["unique_id"].startswith("model.") and result.get("status") == "success"
+    }
+
+
 # dbt's own words when an incremental model's columns differ from its table (on_schema_change: fail)
 SCHEMA_CHANGE_ERROR = "incremental model are out of sync"
 

@@ -97,8 +97,10 @@ joined as (
         top_events.top_events_30d,
         coalesce(active_contacts.active_contact_count_7d, 0) as active_contact_count_7d,
         coalesce(active_contacts.active_contact_count_30d, 0) as active_contact_count_30d,
-        coalesce(active_contacts.event_count_30d, 0) as event_count_30d
+        coalesce(active_contacts.event_count_30d, 0) as event_count_30d,
+        as_of.as_of_at
     from accounts
+    cross join as_of
     left join active_contacts
         on accounts.account_id = active_contacts.account_id
     left join top_events
@@ -116,7 +118,8 @@ final as (
         active_contact_count_30d,
         event_count_30d,
         last_seen_at,
-        top_events_30d
+        top_events_30d,
+        as_of_at
     from joined
 
 )
