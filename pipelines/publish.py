@@ -47,6 +47,7 @@ class Mart:
     identifier: str
     description: str
     columns: dict[str, str]  # column -> description
+    unique_key: str | None = None  # an incremental mart's single-column unique_key: published by difference
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
                 identifier=node["alias"] or node["name"],
                 description=node.get("description") or "",
                 columns={name: column.get("description") or "" for name, column in node.get("columns", {}).items()},
+                unique_key=_single_key(node.get("config", {})),
             )
         )
     names = [mart.name for mart in marts]
@@ -89,6 +91,11 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
     if duplicates:
         raise PublishError(f"two marts share the name {', '.join(duplicates)}: analytics.duckdb needs one of each")
     return sorted(marts, key=lambda mart: mart.name)
+
+
+def _single_key(config: dict) -> str | None:
+    key = config.get("unique_key") if config.get("materialized") == "incremental" else None
+    return key if isinstance(key, str) and key else None
 
 
 def _quote_identifier(name: str) -> str:
@@ -103,9 +110,13 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
     """Write the marts into a new file and rename it over analytics.duckdb. Call under the run lock, after the
     build (the build's database must be free to open read-only).
 
-    ``only``: the marts this build rebuilt, when it rebuilt some and not others (a run with nothing new rebuilds
-    the clock's models alone). The new file then starts as a copy of the published one, which a kernel copy makes
-    in a fraction of the time re-reading every mart takes, and only those marts are written again into it.
+    Writing a million-row mart costs more than the rest of publishing together, and a scheduled run changes a
+    small part of it. So the new file starts as a kernel copy of the published one (a fraction of a second) when
+    that has every mart, and each mart is brought up to date in it: not at all when this build did not rebuild it
+    (``only``: the models it built, e.g. the clock's alone); by difference for a mart with a single-column
+    ``unique_key`` (the per-event ``fct_events``: rows whose hash differs, or that exist on one side only, are
+    deleted and inserted again); otherwise written whole. A copy with more free space than used (rows deleted
+    over many runs) is dropped for a fresh file, which bounds its size.
     """
     import duckdb
 
@@ -117,47 +128,107 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
     for stale in paths.data.glob(f"{target.name}.*{_TMP_SUFFIX}*"):  # left by a run that died while publishing
         stale.unlink(missing_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}{_TMP_SUFFIX}")
-    written = marts
-    if only is not None and target.exists():
-        shutil.copyfile(target, tmp)
-        written = [mart for mart in marts if mart.name in only]
+    written = 0
     try:
+        reused = target.exists() and _copy_if_reusable(target, tmp, marts)
         con = duckdb.connect(str(tmp))
         try:
             con.execute(f"attach {_quote_literal(str(paths.warehouse))} as build (read_only)")
-            for mart in written:
-                table = _quote_identifier(mart.name)
-                source = f"build.{_quote_identifier(mart.schema)}.{_quote_identifier(mart.identifier)}"
-                try:
-                    con.execute(f"create or replace table main.{table} as select * from {source}")
-                except duckdb.CatalogException:
-                    raise PublishError(f"mart {mart.schema}.{mart.identifier} is not in the warehouse") from None
-                _comment(con, table, mart)
-            con.execute("detach build")
-            rows = 0
             for mart in marts:
-                try:
-                    count = con.execute(f"select count(*) from main.{_quote_identifier(mart.name)}").fetchone()
-                except duckdb.CatalogException:  # the published copy predates this mart: publish them all
-                    raise PublishError(f"mart {mart.name} is missing from the published copy") from None
-                rows += count[0] if count else 0
+                name = _quote_identifier(mart.name)
+                table = f"main.{name}"
+                source = f"build.{_quote_identifier(mart.schema)}.{_quote_identifier(mart.identifier)}"
+                if not _exists(con, "build", mart.schema, mart.identifier):
+                    raise PublishError(f"mart {mart.schema}.{mart.identifier} is not in the warehouse")
+                if reused and only is not None and mart.name not in only:
+                    continue
+                written += 1
+                if reused and mart.unique_key and _same_columns(con, mart):
+                    _apply_difference(con, table, source, _quote_identifier(mart.unique_key))
+                else:
+                    con.execute(f"create or replace table {table} as select * from {source}")
+                _comment(con, name, mart)
+            con.execute("detach build")
+            rows = sum(_count(con, f"main.{_quote_identifier(mart.name)}") for mart in marts)
             con.execute("checkpoint")
         finally:
             con.close()
         _fsync(tmp)
         os.replace(tmp, target)
         _fsync(paths.data, directory=True)
-    except PublishError:
-        if written is marts:
-            raise
-        tmp.unlink(missing_ok=True)
-        return publish(paths)  # the published copy lacks a mart: write every one
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
-    return Published(
-        tables=len(written), rows=rows, seconds=time.perf_counter() - started, path=target, total=len(marts)
+    return Published(tables=written, rows=rows, seconds=time.perf_counter() - started, path=target, total=len(marts))
+
+
+def _copy_if_reusable(published: Path, tmp: Path, marts: list[Mart]) -> bool:
+    """Copy the published file to ``tmp`` when it has every mart and no more free space than used."""
+    import duckdb
+
+    shutil.copyfile(published, tmp)
+    try:
+        con = duckdb.connect(str(tmp))
+    except duckdb.Error:  # damaged, or not a DuckDB file: start afresh
+        tmp.unlink(missing_ok=True)
+        return False
+    try:
+        tables = {row[0] for row in con.execute("select table_name from duckdb_tables()").fetchall()}
+        size = con.execute(
+            "select used_blocks, free_blocks from pragma_database_size() where database_name = current_database()"
+        ).fetchone()
+    finally:
+        con.close()
+    if tables != {mart.name for mart in marts} or size is None or size[1] > size[0]:
+        tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _exists(con: DuckDBPyConnection, database: str, schema: str, table: str) -> bool:
+    found = con.execute(
+        "select count(*) from duckdb_tables() where database_name = ? and schema_name = ? and table_name = ?",
+        [database, schema, table],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _same_columns(con: DuckDBPyConnection, mart: Mart) -> bool:
+    """The published table has the build's columns, names and types in order (else it is written whole)."""
+    query = (
+        "select column_name, data_type from duckdb_columns() where database_name = ? and schema_name = ?"
+        " and table_name = ? order by column_index"
     )
+    published = con.execute(query, [con.execute("select current_database()").fetchone()[0], "main", mart.name])
+    ours = published.fetchall()
+    theirs = con.execute(query, ["build", mart.schema, mart.identifier]).fetchall()
+    return bool(ours) and ours == theirs
+
+
+def _apply_difference(con: DuckDBPyConnection, table: str, source: str, key: str) -> None:
+    """Make ``table`` equal ``source`` by rewriting only the rows that differ: keyed by ``key``, compared by a
+    hash of the whole row. A null key cannot be matched, so then the table is written whole."""
+    nulls = con.execute(f"select count(*) from {source} where {key} is null").fetchone()
+    if nulls and nulls[0]:
+        con.execute(f"create or replace table {table} as select * from {source}")
+        return
+    con.execute(
+        f"""create or replace temp table publish_stale_keys as
+        select coalesce(published.{key}, built.{key}) as stale_key
+        from (select {key}, hash(published_row) as row_hash from {table} as published_row) as published
+        full join (select {key}, hash(built_row) as row_hash from {source} as built_row) as built
+            on published.{key} = built.{key}
+        where published.row_hash is distinct from built.row_hash"""
+    )
+    con.execute(f"delete from {table} where {key} in (select stale_key from publish_stale_keys)")
+    con.execute(f"insert into {table} select * from {source} where {key} in (select stale_key from publish_stale_keys)")
+    con.execute("drop table publish_stale_keys")
+
+
+def _count(con: DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"select count(*) from {table}").fetchone()
+    return row[0] if row else 0
 
 
 def _comment(con: DuckDBPyConnection, table: str, mart: Mart) -> None:

@@ -1,0 +1,116 @@
+"""analytics.duckdb is updated from a copy of itself (only what differs is written again): after any run it must
+still equal the build's marts, row for row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from pipelines.connections import Registry
+from pipelines.publish import analytics_file
+from pipelines.settings import Paths
+from tests.conftest import RunCli
+
+HISTORY = [
+    '{"type":"identify","userId":"ann","anonymousId":"a-1","messageId":"h-1","timestamp":"2026-11-01T10:00:00Z",'
+    '"traits":{"email":"ann@acme.com"}}',
+    '{"type":"track","anonymousId":"a-1","messageId":"h-2","event":"Viewed","timestamp":"2026-11-01T10:01:00Z"}',
+    '{"type":"identify","userId":"bob","messageId":"h-3","timestamp":"2026-11-01T11:00:00Z",'
+    '"traits":{"email":"bob@globex.com"}}',
+    '{"type":"track","userId":"bob","messageId":"h-4","event":"Signed Up","timestamp":"2026-11-01T11:01:00Z"}',
+    '{"type":"group","userId":"bob","groupId":"globex","messageId":"h-5","timestamp":"2026-11-01T11:02:00Z"}',
+]
+# bob's events move to ann's contact, and his account with them
+LATE_ALIAS = '{"type":"alias","previousId":"bob","userId":"ann","messageId":"l-1","timestamp":"2026-11-02T09:00:00Z"}'
+NEW_EVENT = '{"type":"track","userId":"ann","messageId":"n-1","event":"Invited","timestamp":"2026-11-03T09:00:00Z"}'
+
+
+def _ingest(run_cli: RunCli, tmp_path: Path, name: str, lines: list[str]) -> None:
+    source = tmp_path / f"{name}.ndjson"
+    source.write_text("".join(line + "\n" for line in lines))
+    run_cli("ingest", str(source), "--connection", "web")
+
+
+def _differences(paths: Paths) -> dict[str, tuple[int, int]]:
+    """Per mart: rows only in analytics.duckdb, rows only in the build (both 0 when equal)."""
+    with duckdb.connect(str(analytics_file(paths)), read_only=True) as con:
+        con.execute(f"attach '{paths.warehouse}' as build (read_only)")
+        tables = [
+            row[0]
+            for row in con.execute(
+                "select table_name from duckdb_tables() where database_name = current_database()"
+            ).fetchall()
+        ]
+        found = {}
+        for table in tables:
+            ours = f"main.{table}"
+            built = f"build.analytics.{table}"
+            only_ours = con.execute(f"select count(*) from (from {ours} except all from {built})").fetchone()[0]
+            only_built = con.execute(f"select count(*) from (from {built} except all from {ours})").fetchone()[0]
+            found[table] = (only_ours, only_built)
+    return found
+
+
+def _assert_equal(paths: Paths) -> None:
+    differences = _differences(paths)
+    assert len(differences) == 8 and all(pair == (0, 0) for pair in differences.values()), differences
+
+
+def test_the_published_copy_equals_the_build_after_every_kind_of_run(
+    paths: Paths, run_cli: RunCli, tmp_path: Path
+) -> None:
+    Registry(paths.data).add("web")
+    _ingest(run_cli, tmp_path, "history", HISTORY)
+    run_cli("run")
+    _assert_equal(paths)
+
+    _ingest(run_cli, tmp_path, "alias", [LATE_ALIAS])
+    run_cli("run")
+    _assert_equal(paths)
+    with duckdb.connect(str(analytics_file(paths)), read_only=True) as con:
+        contacts = con.execute("select count(distinct contact_id) from fct_events").fetchone()[0]
+    assert contacts == 1, "bob's events moved to ann's contact in the published copy too"
+
+    # a row of the published copy that differs from the build in one column only is found and written again
+    with duckdb.connect(str(analytics_file(paths))) as con:
+        con.execute("update fct_events set event_name = 'tampered' where message_id = 'h-4'")
+    _ingest(run_cli, tmp_path, "new", [NEW_EVENT])
+    run_cli("run")
+    _assert_equal(paths)
+
+    run_cli("run")  # nothing new: only the clock's models are written
+    _assert_equal(paths)
+
+
+def test_a_copy_with_more_free_space_than_used_is_replaced_by_a_fresh_file(
+    paths: Paths, run_cli: RunCli, tmp_path: Path
+) -> None:
+    Registry(paths.data).add("web")
+    _ingest(run_cli, tmp_path, "history", HISTORY)
+    run_cli("run")
+    target = analytics_file(paths)
+    with duckdb.connect(str(target)) as con:  # free space inside the file, as deleted rows leave it
+        con.execute(
+            "create table filler as select md5(range::varchar) || md5((range * 7)::varchar) as pad from range(300000)"
+        )
+        con.execute("checkpoint")
+        con.execute("create or replace table fct_events as from fct_events")  # blocks after the filler's
+        con.execute("checkpoint")
+        con.execute("drop table filler")
+        con.execute("checkpoint")
+    assert _blocks(target)[1] > _blocks(target)[0], "the file now has more free blocks than used ones"
+    bloated = target.stat().st_size
+    _ingest(run_cli, tmp_path, "new", [NEW_EVENT])
+    run_cli("run")
+    used, free = _blocks(target)
+    assert free <= used and target.stat().st_size < bloated
+    _assert_equal(paths)
+
+
+def _blocks(database: Path) -> tuple[int, int]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        used, free = con.execute(
+            "select used_blocks, free_blocks from pragma_database_size() where database_name = current_database()"
+        ).fetchone()
+    return used, free
