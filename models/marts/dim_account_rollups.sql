@@ -95,10 +95,10 @@ joined as (
         accounts.contact_count,
         accounts.last_seen_at,
         top_events.top_events_30d,
+        as_of.as_of_at,
         coalesce(active_contacts.active_contact_count_7d, 0) as active_contact_count_7d,
         coalesce(active_contacts.active_contact_count_30d, 0) as active_contact_count_30d,
-        coalesce(active_contacts.event_count_30d, 0) as event_count_30d,
-        as_of.as_of_at
+        coalesce(active_contacts.event_count_30d, 0) as event_count_30d
     from accounts
     cross join as_of
     left join active_contacts
