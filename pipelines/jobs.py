@@ -156,7 +156,7 @@ def _steps(
     from pipelines.build_inputs import BuildInputs, forget, nothing_new, project_digest, remember
     from pipelines.loader import load, raw_loads, target_name
     from pipelines.publish import PublishError, publish
-    from pipelines.transform import build, built_models, read_build_report, schema_change_hint
+    from pipelines.transform import build, built_models, clock_target_dir, read_build_report, schema_change_hint
     from pipelines.warehouse_lock import WarehouseInUse, check_warehouse_free, error_chain_text, in_use_message
 
     def say(text: str, *, err: bool = False) -> None:
@@ -184,15 +184,16 @@ def _steps(
         log.line(loaded.line())
     inputs = BuildInputs(project=project_digest(), raw_loads=raw_loads(paths))
     clock_only = job.skips_when_nothing_new and not full_refresh and nothing_new(paths, inputs)
+    target_dir = clock_target_dir(paths) if clock_only else None
     if clock_only:
         log.line("nothing new since the last successful build: building the clock's models only (refresh_clock)")
         options = list(REFRESH_CLOCK_OPTIONS)
     else:
         forget(paths)  # until this build succeeds, no later run may trust the tables it is about to change
         options = [*job.build_options, *(["--full-refresh"] if full_refresh else [])]
-    code = build(paths, options, log=log, echo=verbose)
+    code = build(paths, options, log=log, echo=verbose, target_dir=target_dir)
     elapsed = time.perf_counter() - started
-    report = read_build_report(paths)
+    report = read_build_report(paths, target_dir)
     values: dict[str, Any] = {
         "records_loaded": records,
         "warnings": report.warnings if report else [],
@@ -218,7 +219,7 @@ def _steps(
         return EXIT_FAILED, {"error": summary, **values}
     if embedded:
         try:
-            published = publish(paths, only=built_models(paths) if clock_only else None)
+            published = publish(paths, only=built_models(paths, target_dir) if clock_only else None)
         except (PublishError, OSError) as error:
             log.write(traceback.format_exc())
             return failed(f"publishing analytics.duckdb: {error}", **values)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -44,8 +45,17 @@ def dbt_artifact(paths: Paths, name: str) -> Path:
     return dbt_work_dir(paths) / "target" / name
 
 
-def run_results_file(paths: Paths) -> Path:
-    return dbt_artifact(paths, "run_results.json")
+def run_results_file(paths: Paths, target_dir: Path | None = None) -> Path:
+    return (target_dir or dbt_work_dir(paths) / "target") / "run_results.json"
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def clock_target_dir(paths: Paths) -> Path:
+    """target/ of the builds that refresh only the clock's models (a run with nothing new): their results stay
+    apart, so ``status`` keeps showing the last build of the schedule, whose data tests it reports."""
+    return dbt_work_dir(paths) / "target-clock"
 
 
 def dbt_command(paths: Paths, args: Sequence[str], *, target_dir: Path | None = None) -> list[str]:
@@ -84,7 +94,9 @@ class Sink(Protocol):
     def write(self, text: str) -> None: ...
 
 
-def run_dbt_logged(paths: Paths, args: Sequence[str], log: Sink, *, echo: bool = False) -> int:
+def run_dbt_logged(
+    paths: Paths, args: Sequence[str], log: Sink, *, echo: bool = False, target_dir: Path | None = None
+) -> int:
     """Run one dbt command with its whole output in ``log``, and on our stdout too when ``echo`` (``--verbose``).
 
     Colour codes only when they reach a terminal: dbt colours its output even when it is redirected, which fills
@@ -96,7 +108,12 @@ def run_dbt_logged(paths: Paths, args: Sequence[str], log: Sink, *, echo: bool =
     env["DBT_USE_COLORS"] = "true" if colours else "false"
     env["DBT_USE_COLORS_FILE"] = "false"
     process = subprocess.Popen(
-        dbt_command(paths, args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        dbt_command(paths, args, target_dir=target_dir),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     assert process.stdout is not None
     for line in process.stdout:
@@ -107,19 +124,42 @@ def run_dbt_logged(paths: Paths, args: Sequence[str], log: Sink, *, echo: bool =
     return process.wait()
 
 
-def build(paths: Paths, extra: Sequence[str] = (), *, log: Sink | None = None, echo: bool = False) -> int:
+def build(
+    paths: Paths,
+    extra: Sequence[str] = (),
+    *,
+    log: Sink | None = None,
+    echo: bool = False,
+    target_dir: Path | None = None,
+) -> int:
     """``dbt build``: seeds, models, unit tests and data tests, in dependency order."""
     # read_build_report then reads this build's results, never an earlier build's
-    run_results_file(paths).unlink(missing_ok=True)
+    run_results_file(paths, target_dir).unlink(missing_ok=True)
+    if target_dir is not None:
+        _share_parse_cache(dbt_work_dir(paths) / "target", target_dir)
     if log is None:
-        return run_dbt(paths, ["build", *extra])
-    return run_dbt_logged(paths, ["build", *extra], log, echo=echo)
+        return run_dbt(paths, ["build", *extra], target_dir=target_dir)
+    return run_dbt_logged(paths, ["build", *extra], log, echo=echo, target_dir=target_dir)
 
 
-def built_models(paths: Paths) -> set[str]:
+def _share_parse_cache(main: Path, other: Path) -> None:
+    """Start another target/ with dbt's partial-parse cache from the main one when that is newer: the same
+    project, so dbt reuses it (it checks the project's files, vars and version itself) instead of parsing it all."""
+    cache = main / PARTIAL_PARSE_FILE
+    copy = other / PARTIAL_PARSE_FILE
+    try:
+        if copy.exists() and copy.stat().st_mtime >= cache.stat().st_mtime:
+            return
+        other.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cache, copy)
+    except OSError:  # no cache yet: dbt parses everything, as it would anyway
+        return
+
+
+def built_models(paths: Paths, target_dir: Path | None = None) -> set[str]:
     """The models the last build wrote, by name, from its run_results.json."""
     try:
-        results = json.loads(run_results_file(paths).read_text())["results"]
+        results = json.loads(run_results_file(paths, target_dir).read_text())["results"]
     except (OSError, ValueError, KeyError):
         return set()
     return {
@@ -159,10 +199,10 @@ class BuildReport:
         return f"{self.outcome()} ({self.nodes} nodes in {self.elapsed_seconds} s, finished {self.finished_at})"
 
 
-def read_build_report(paths: Paths) -> BuildReport | None:
+def read_build_report(paths: Paths, target_dir: Path | None = None) -> BuildReport | None:
     """None when no build has finished (or dbt stopped before writing its results)."""
     try:
-        document = json.loads(run_results_file(paths).read_text())
+        document = json.loads(run_results_file(paths, target_dir).read_text())
         results = document["results"]
         finished_at = document["metadata"]["generated_at"]
     except (OSError, ValueError, KeyError):

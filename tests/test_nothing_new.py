@@ -14,7 +14,7 @@ import pytest
 from pipelines.build_inputs import PROJECT_ENVIRONMENT, project_digest, read_recorded
 from pipelines.connections import Registry
 from pipelines.settings import PROJECT_DIR, Paths
-from pipelines.transform import built_models
+from pipelines.transform import built_models, clock_target_dir
 from tests.conftest import RunCli
 
 EVENT = '{{"type":"track","userId":"u-{n}","messageId":"m-{n}","event":"Signed Up","timestamp":"2026-11-01T10:00:00Z"}}'
@@ -57,7 +57,9 @@ def test_nothing_new_builds_the_clocks_models_and_anything_new_builds_the_schedu
 
     quiet = run_cli("run")
     assert _last_line(quiet).startswith("run ok: 0 records loaded, nothing new to build, clock's models refreshed")
-    assert built_models(paths) == {"dim_account_rollups"}, "only the model whose windows move with the clock"
+    clock = clock_target_dir(paths)
+    assert built_models(paths, clock) == {"dim_account_rollups"}, "only the model whose windows move with the clock"
+    assert built_models(paths) == scheduled, "status still reports the schedule's last build and its tests"
     assert _completed_loads(paths) == loads, "no empty load committed"
     (second_as_of,) = _published(paths, "select max(as_of_at) from dim_account_rollups")[0]
     assert second_as_of > first_as_of, "the rollups' windows end at this run"
