@@ -62,15 +62,33 @@ tying_calls as (
 
 ),
 
+first_tied_at as (
+
+    -- most events carry both ids, so there are millions of tying calls and few pairs: an aggregate first, and
+    -- the window below only over each pair's calls at its earliest time (occurred_at is never null)
+    select
+        identifier,
+        merged_into_user_id,
+        min(occurred_at) as first_occurred_at
+    from tying_calls
+    group by identifier, merged_into_user_id
+
+),
+
 tying_calls_in_order as (
 
     select
-        *,
+        tying_calls.*,
         row_number() over (
-            partition by identifier, merged_into_user_id
-            order by occurred_at, received_at, message_id
+            partition by tying_calls.identifier, tying_calls.merged_into_user_id
+            order by tying_calls.received_at, tying_calls.message_id
         ) as call_number
     from tying_calls
+    inner join first_tied_at
+        on
+            tying_calls.identifier = first_tied_at.identifier
+            and tying_calls.merged_into_user_id = first_tied_at.merged_into_user_id
+            and tying_calls.occurred_at = first_tied_at.first_occurred_at
 
 ),
 
