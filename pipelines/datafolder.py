@@ -41,11 +41,14 @@ def parts(paths: Paths) -> dict[str, list[Path]]:
         "analytics": [data / "analytics.duckdb"],
         "dlt": [paths.dlt_dir],
         "logs": [data / "logs", data / "dbt" / "logs"],
+        # dbt's manifest, compiled SQL and parse cache (rewritten by each build, so bounded) and the docs site
+        "dbt_artifacts": [data / "dbt" / "target", data / "dbt" / "target-clock", data / "dbt" / "docs"],
     }
 
 
 def folder_sizes(paths: Paths) -> dict[str, int]:
-    """Bytes per part, the rest of the folder as ``other`` (registry, dbt's artifacts), and the ``total``."""
+    """Bytes per part, the rest of the folder as ``other`` (the connection registry, run records), and the
+    ``total``."""
     sizes = {part: sum(_size(path) for path in members if path.exists()) for part, members in parts(paths).items()}
     sizes["spool"] -= sizes["spool_archive"]
     total = _size(paths.data) if paths.data.exists() else 0
