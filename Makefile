@@ -30,8 +30,11 @@ chromium:
 		{ echo "installing Chromium for the browser test (Debian package chromium)"; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The demo's own folder, whatever SEGMENT_ACCOUNTS_DATA an operator exported for a real installation (the demo
+# also refuses a folder holding other connections).
+DEMO_DATA ?= $(CURDIR)/data/demo
 demo: venv
-	SEGMENT_ACCOUNTS_DATA=$${SEGMENT_ACCOUNTS_DATA:-$(CURDIR)/data/demo} $(BIN)/segment-accounts demo
+	SEGMENT_ACCOUNTS_DATA=$(DEMO_DATA) $(BIN)/segment-accounts demo
 
 # Spark has its own venv: pyspark is ~630 MB that `make demo` and `make test` users should not carry.
 SPARK_VENV := .venv-spark

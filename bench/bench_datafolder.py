@@ -26,7 +26,7 @@ from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths, configure_tools
 
 CLI = str(Path(sys.executable).with_name("segment-accounts"))
-PUBLISHED = re.compile(r"^published \d+ of \d+ marts \(\d+ rows in all\) to .* in ([\d.]+)s$", re.MULTILINE)
+PUBLISHED = re.compile(r"^published \d+ of \d+ marts to .* in ([\d.]+)s \(the \d+ hold \d+ rows\)$", re.MULTILINE)
 
 
 def cli(paths: Paths, *args: str) -> float:

@@ -114,3 +114,20 @@ def nothing_new(paths: Paths, inputs: BuildInputs) -> bool:
     if inputs.raw_loads is None:
         return False
     return read_recorded(paths) == inputs
+
+
+def build_reason(paths: Paths, inputs: BuildInputs, full_refresh: bool) -> str:
+    """Why a run builds, for its log: an operator who sees `0 records loaded, dbt build` wants to know."""
+    recorded = read_recorded(paths)
+    if full_refresh:
+        return "--full-refresh"
+    if recorded is None:
+        return "no successful build on record (a first run, or the last build failed or was interrupted)"
+    if inputs.raw_loads is None:
+        return "this warehouse's loads cannot be read, so every run builds"
+    reasons = []
+    if recorded.raw_loads != inputs.raw_loads:
+        reasons.append(f"loads committed since the last build (dlt loads {recorded.raw_loads} -> {inputs.raw_loads})")
+    if recorded.project != inputs.project:
+        reasons.append("the project, dbt's version or its environment changed")
+    return "; ".join(reasons) or "nothing new (a job that always builds)"

@@ -7,6 +7,7 @@ fast. A user mistake is one clear line and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -283,6 +284,10 @@ def docs(serve_site: bool, port: int) -> None:
     except DocsError as error:
         raise click.ClickException(str(error)) from None
     host, bound_port = server.server_address[:2]
+    # Ctrl-C stops it even when started from a script in the background (which starts children with SIGINT
+    # ignored), and so does a service manager's SIGTERM: both end it cleanly, exit 0.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     click.echo(f"serving the docs site on http://{host}:{bound_port}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()
@@ -296,9 +301,13 @@ def docs(serve_site: bool, port: int) -> None:
 @click.option("--events", default=2_000, show_default=True, type=click.IntRange(10, 10_000_000))
 def demo(events: int) -> None:
     """Generate sample traffic, send it in, run the pipeline and print the resolved accounts."""
-    from pipelines.demo import run_demo
+    from pipelines.demo import NotADemoFolder, run_demo
 
-    sys.exit(run_demo(paths(), events=events))
+    try:
+        sys.exit(run_demo(paths(), events=events))
+    except NotADemoFolder as refused:
+        print(refused, file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -41,13 +41,15 @@ def parts(paths: Paths) -> dict[str, list[Path]]:
         "analytics": [data / "analytics.duckdb"],
         "dlt": [paths.dlt_dir],
         "logs": [data / "logs", data / "dbt" / "logs"],
+        # the receiver's live counters and last events per connection (the admin page, `connections tail`)
+        "receiver_activity": [data / f"activity.sqlite3{suffix}" for suffix in ("", "-wal", "-shm")],
         # dbt's manifest, compiled SQL and parse cache (rewritten by each build, so bounded) and the docs site
         "dbt_artifacts": [data / "dbt" / "target", data / "dbt" / "target-clock", data / "dbt" / "docs"],
     }
 
 
 def folder_sizes(paths: Paths) -> dict[str, int]:
-    """Bytes per part, the rest of the folder as ``other`` (the connection registry, run records), and the
+    """Bytes per part, the rest of the folder as ``other`` (the connection registry, locks, run records), and the
     ``total``."""
     sizes = {part: sum(_size(path) for path in members if path.exists()) for part, members in parts(paths).items()}
     sizes["spool"] -= sizes["spool_archive"]

@@ -200,7 +200,23 @@ def show_results(warehouse: Path) -> None:
         con.close()
 
 
+class NotADemoFolder(RuntimeError):
+    """The data folder holds connections the demo did not make: a real installation's, whose raw layer and spool
+    archive would keep the demo's made-up events for good."""
+
+
+def check_demo_folder(paths: Paths, events: int) -> None:
+    others = sorted(connection.name for connection in Registry(paths.data).list() if connection.name != DEMO_CONNECTION)
+    if others:
+        raise NotADemoFolder(
+            f"demo refused: {paths.data} holds other connections ({', '.join(others)}), and the demo would add "
+            f"{events:,} made-up events to that installation for good; run it on an empty folder (`make demo` "
+            "uses data/demo in the checkout, or DEMO_DATA=<folder>)"
+        )
+
+
 def run_demo(paths: Paths, events: int) -> int:
+    check_demo_folder(paths, events)
     send_over_http(paths, events)
     code = run_job(paths)
     report = read_build_report(paths)

@@ -153,7 +153,7 @@ def _recorded(paths: Paths, job: Job, *, full_refresh: bool, verbose: bool, star
 def _steps(
     paths: Paths, job: Job, log: RunLog, *, full_refresh: bool, verbose: bool, started: float
 ) -> tuple[int, dict[str, Any]]:
-    from pipelines.build_inputs import BuildInputs, forget, nothing_new, project_digest, remember
+    from pipelines.build_inputs import BuildInputs, build_reason, forget, nothing_new, project_digest, remember
     from pipelines.loader import load, raw_loads, target_name
     from pipelines.publish import PublishError, publish
     from pipelines.transform import build, built_models, clock_target_dir, read_build_report, schema_change_hint
@@ -189,6 +189,7 @@ def _steps(
         log.line("nothing new since the last successful build: building the clock's models only (refresh_clock)")
         options = list(REFRESH_CLOCK_OPTIONS)
     else:
+        log.line(f"building {' '.join(job.build_options) or 'everything'}: {build_reason(paths, inputs, full_refresh)}")
         forget(paths)  # until this build succeeds, no later run may trust the tables it is about to change
         options = [*job.build_options, *(["--full-refresh"] if full_refresh else [])]
     code = build(paths, options, log=log, echo=verbose, target_dir=target_dir)
@@ -226,8 +227,10 @@ def _steps(
         except Exception as error:  # duckdb's errors: one line, the traceback in the log
             log.write(traceback.format_exc())
             return failed(f"publishing analytics.duckdb: {root_cause(error)}", **values)
-        size = f"{published.tables} of {published.total} marts ({published.rows} rows in all)"
-        log.line(f"published {size} to {published.path} in {published.seconds:.1f}s")
+        log.line(
+            f"published {published.tables} of {published.total} marts to {published.path} in {published.seconds:.1f}s"
+            f" (the {published.total} hold {published.rows} rows)"
+        )
     if not clock_only:  # built and published: a run that finds these same inputs has nothing new to build
         remember(paths, inputs)
     outcome = report.outcome() if report else "passed"
@@ -371,7 +374,8 @@ def status_lines(report: dict[str, Any]) -> list[str]:
             (
                 "spool",
                 f"{spool['pending_records']} records waiting to load ({human_bytes(spool['pending_bytes'])}) in "
-                f"{spool['segments']} segment files" + (f", oldest received {oldest}" if oldest else ""),
+                f"{spool['segments']} segment file{'' if spool['segments'] == 1 else 's'}"
+                + (f", oldest received {oldest}" if oldest else ""),
             )
         )
     else:

@@ -222,7 +222,7 @@ def read_build_report(paths: Paths, target_dir: Path | None = None) -> BuildRepo
     return BuildReport(
         finished_at=finished_at[:19] + "Z" if len(finished_at) >= 19 else finished_at,  # to the second, UTC
         elapsed_seconds=round(float(document.get("elapsed_time") or 0.0), 1),
-        nodes=len(results),
+        nodes=sum(1 for result in results if not result["unique_id"].startswith("operation.")),  # not hooks
         warnings=warnings,
         failures=failures,
         schema_changed=schema_changed,

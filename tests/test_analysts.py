@@ -130,7 +130,14 @@ def test_docs_command_builds_and_serves_the_site(demo: tuple[Paths, str], run_cl
     build_report = run_results_file(paths).read_bytes()
     env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(paths.data))
     server = subprocess.Popen(
-        [CLI, "docs", "--serve", "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [CLI, "docs", "--serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # started with SIGINT ignored, as a script's background job (or a pytest-xdist worker) starts it:
+        # Ctrl-C must stop it all the same
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         lines = []

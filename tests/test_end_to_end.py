@@ -19,6 +19,7 @@ import pytest
 from pipelines.connections import Registry
 from pipelines.demo import DemoSender, free_port, wait_healthy
 from pipelines.settings import Paths
+from pipelines.spool import SpoolReader
 from tests.conftest import CLI, RunCli
 
 
@@ -135,3 +136,14 @@ def test_demo_shows_accounts_and_rebuilds_tables_an_older_version_built(paths: P
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         columns = [row[0] for row in con.execute("describe staging.stg_segment__events").fetchall()]
     assert "legacy_column" not in columns
+
+
+def test_demo_refuses_a_folder_that_holds_other_connections(paths: Paths, run_cli: RunCli) -> None:
+    """An operator who exported SEGMENT_ACCOUNTS_DATA for a real installation must not get 2,000 made-up events in
+    its raw layer and spool archive for good."""
+    Registry(paths.data).add("shop")
+    refused = run_cli("demo", "--events", "50", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("demo refused: ") and "(shop)" in refused.stderr
+    assert [connection.name for connection in Registry(paths.data).list()] == ["shop"]
+    assert not paths.spool.exists() or SpoolReader(paths.spool).stats().pending_bytes == 0

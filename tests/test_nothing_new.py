@@ -82,9 +82,11 @@ def test_nothing_new_builds_the_clocks_models_and_anything_new_builds_the_schedu
     assert _last_line(run_cli("run")).startswith("run ok: 0 records loaded, dbt build passed")
     assert _published(paths, "select count(*) from fct_events") == [(5,)]
 
-    # a registry change is loaded (a new snapshot) and built
+    # a registry change is loaded (a new snapshot) and built, and the run's log says why it built
     Registry(paths.data).add("app")
     assert _last_line(run_cli("run")).startswith("run ok: 0 records loaded, dbt build passed")
+    log = Path(json.loads(run_cli("status", "--json").stdout)["last_run"]["log"]).read_text()
+    assert "building --selector scheduled: loads committed since the last build" in log
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         assert con.execute("select count(*) from staging.stg_segment__connections").fetchone()[0] == 2
 
