@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipelines.connections import Registry
 from pipelines.publish import analytics_file
@@ -57,12 +58,18 @@ def _assert_equal(paths: Paths) -> None:
     assert len(differences) == 8 and all(pair == (0, 0) for pair in differences.values()), differences
 
 
-def test_the_published_copy_equals_the_build_after_every_kind_of_run(
-    paths: Paths, run_cli: RunCli, tmp_path: Path
-) -> None:
+@pytest.fixture
+def history(paths: Paths, run_cli: RunCli, tmp_path: Path) -> None:
+    """A connection, its history ingested and built, and analytics.duckdb published from scratch."""
     Registry(paths.data).add("web")
     _ingest(run_cli, tmp_path, "history", HISTORY)
     run_cli("run")
+
+
+@pytest.mark.usefixtures("history")
+def test_the_published_copy_equals_the_build_after_every_kind_of_run(
+    paths: Paths, run_cli: RunCli, tmp_path: Path
+) -> None:
     _assert_equal(paths)
 
     _ingest(run_cli, tmp_path, "alias", [LATE_ALIAS])
@@ -83,12 +90,10 @@ def test_the_published_copy_equals_the_build_after_every_kind_of_run(
     _assert_equal(paths)
 
 
+@pytest.mark.usefixtures("history")
 def test_a_copy_with_more_free_space_than_used_is_replaced_by_a_fresh_file(
     paths: Paths, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    Registry(paths.data).add("web")
-    _ingest(run_cli, tmp_path, "history", HISTORY)
-    run_cli("run")
     target = analytics_file(paths)
     with duckdb.connect(str(target)) as con:  # free space inside the file, as deleted rows leave it
         con.execute(
