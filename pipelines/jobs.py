@@ -266,7 +266,10 @@ def collect_status(paths: Paths) -> dict[str, Any]:
     running = lock_is_held(paths)
     report["run_in_progress"] = running
     record = read_record(paths)
-    report["last_run"] = asdict(record) if record else None
+    report["last_run"] = asdict(record) if record else None  # the run in progress, when one is
+    # what the text form shows as "last run": the last one that finished, even while another runs
+    finished_run = record.previous_record() if record and record.outcome == IN_PROGRESS else record
+    report["last_finished_run"] = asdict(finished_run) if finished_run else None
     build = read_build_report(paths)
     report["last_build"] = asdict(build) if build else None
     if paths.spool.exists():

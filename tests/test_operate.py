@@ -186,6 +186,9 @@ def test_status_shows_a_run_in_progress_then_its_outcome(paths: Paths, run_cli: 
     assert running.returncode == 0, err
     assert during["run_in_progress"] is True
     assert during["last_run"]["outcome"] == "in progress" and during["last_run"]["pid"] == running.pid
+    # a script reads the last finished run without unpacking the one in progress
+    assert during["last_finished_run"]["started_at"] == first["started_at"]
+    assert during["last_finished_run"]["outcome"] == "ok"
     assert f"run in progress: run started {during['last_run']['started_at']} (pid {running.pid})" in text
     # the run before it still shows, as finished (it was lost while a run went on)
     assert f"last run: ok: run started {first['started_at']}, finished {first['finished_at']}" in text
@@ -195,6 +198,7 @@ def test_status_shows_a_run_in_progress_then_its_outcome(paths: Paths, run_cli: 
     text = run_cli("status").stdout
     assert after["run_in_progress"] is False
     last = after["last_run"]
+    assert after["last_finished_run"] == last
     assert (last["outcome"], last["records_loaded"], last["warnings"]) == ("ok", 2, [])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", last["finished_at"])
     assert f"last run: ok: run started {last['started_at']}, finished {last['finished_at']}" in text
