@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -93,11 +94,15 @@ class ConnectionFreshness:
     age_seconds: float | None
     warn_seconds: float
     error_seconds: float
+    since_added_seconds: float = 0.0  # how long ago the connection was added (judged by this while it is silent)
 
     def line(self) -> str:
         limits = f"warn after {_age(self.warn_seconds)}, error after {_age(self.error_seconds)}"
         if self.age_seconds is None:
-            return f"freshness {self.status}: connection {self.name} has received no event yet ({limits})"
+            return (
+                f"freshness {self.status}: connection {self.name} has received no event yet, added "
+                f"{_age(self.since_added_seconds)} ago ({limits})"
+            )
         return (
             f"freshness {self.status}: connection {self.name} last received {_age(self.age_seconds)} ago, "
             f"at {iso_us(self.last_event_us)} ({limits})"
@@ -129,6 +134,11 @@ def check_connections(paths: Paths, now_us: int | None = None) -> list[Connectio
         found = activity.get(connection.connection_id)
         last = found.last_event_us if found else None
         age = None if last is None else max(0.0, (now - last) / 1_000_000)
-        status = "warn" if age is None else "error" if age >= error else "warn" if age >= warn else "pass"
-        out.append(ConnectionFreshness(connection.name, status, last, age, warn, error))
+        # a connection that never received anything is as stale as the time since it was added: one added
+        # minutes ago (Segment not set up yet) passes, one silent for a day warns
+        added = datetime.fromisoformat(connection.created_at.replace("Z", "+00:00")).timestamp()
+        since_added = max(0.0, now / 1_000_000 - added)
+        silent = since_added if age is None else age
+        status = "error" if silent >= error else "warn" if silent >= warn else "pass"
+        out.append(ConnectionFreshness(connection.name, status, last, age, warn, error, since_added))
     return out
