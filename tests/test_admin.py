@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -236,10 +237,12 @@ def test_freshness_per_connection_warns_for_the_silent_one(data_dir: Path) -> No
     }
     assert "connection quiet last received 25.0 h ago" in got["quiet"].line()
     assert "has received no event yet, added 0 min ago" in got["never"].line()
-    # a day later, a connection that never received anything warns, and after the error age it errs
-    later = {c.name: c for c in check_connections(Paths(data_dir), NOW_US + int((warn + 60) * 1_000_000))}
+    # past the warn age since it was added, a connection that never received anything warns; past the error
+    # age, it errs (counted from its created_at: NOW_US is when this module was imported)
+    added_us = int(datetime.fromisoformat(reg.get("never").created_at).timestamp() * 1_000_000)
+    later = {c.name: c for c in check_connections(Paths(data_dir), added_us + int((warn + 60) * 1_000_000))}
     assert later["never"].status == "warn"
-    much_later = {c.name: c for c in check_connections(Paths(data_dir), NOW_US + int((error + 60) * 1_000_000))}
+    much_later = {c.name: c for c in check_connections(Paths(data_dir), added_us + int((error + 60) * 1_000_000))}
     assert much_later["never"].status == "error"
 
 
