@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipelines.docs_site import docs_folder
 from pipelines.settings import Paths
+from pipelines.transform import clock_target_dir, dbt_work_dir
 
 
 def _size(path: Path) -> int:
@@ -44,7 +46,7 @@ def parts(paths: Paths) -> dict[str, list[Path]]:
         # the receiver's live counters and last events per connection (the admin page, `connections tail`)
         "receiver_activity": [data / f"activity.sqlite3{suffix}" for suffix in ("", "-wal", "-shm")],
         # dbt's manifest, compiled SQL and parse cache (rewritten by each build, so bounded) and the docs site
-        "dbt_artifacts": [data / "dbt" / "target", data / "dbt" / "target-clock", data / "dbt" / "docs"],
+        "dbt_artifacts": [dbt_work_dir(paths) / "target", clock_target_dir(paths), docs_folder(paths)],
     }
 
 

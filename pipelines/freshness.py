@@ -136,7 +136,7 @@ def check_connections(paths: Paths, now_us: int | None = None) -> list[Connectio
         age = None if last is None else max(0.0, (now - last) / 1_000_000)
         # a connection that never received anything is as stale as the time since it was added: one added
         # minutes ago (Segment not set up yet) passes, one silent for a day warns
-        added = datetime.fromisoformat(connection.created_at.replace("Z", "+00:00")).timestamp()
+        added = datetime.fromisoformat(connection.created_at).timestamp()  # ISO with Z, as the registry writes it
         since_added = max(0.0, now / 1_000_000 - added)
         silent = since_added if age is None else age
         status = "error" if silent >= error else "warn" if silent >= warn else "pass"

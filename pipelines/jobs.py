@@ -174,15 +174,18 @@ def _steps(
         except WarehouseInUse as busy:
             return failed(str(busy))
     records: int | None = None
+    loads: str | None = None
     if job.load_first:
         try:
             loaded = load(paths)
         except Exception as error:  # any loader failure: report it, leave the cursor where it was
             log.write(traceback.format_exc())
             return failed(in_use_message(error_chain_text(error)) or f"load: {root_cause(error)}")
-        records = loaded.records
+        records, loads = loaded.records, loaded.raw_loads
         log.line(loaded.line())
-    inputs = BuildInputs(project=project_digest(), raw_loads=raw_loads(paths))
+    else:
+        loads = raw_loads(paths)
+    inputs = BuildInputs(project=project_digest(), raw_loads=loads)
     clock_only = job.skips_when_nothing_new and not full_refresh and nothing_new(paths, inputs)
     target_dir = clock_target_dir(paths) if clock_only else None
     if clock_only:

@@ -67,6 +67,7 @@ class LoadSummary:
     records: int
     seconds: float
     load_id: str | None  # None: nothing to move, so no load was committed
+    raw_loads: str | None = None  # the warehouse's completed loads afterwards (``completed_loads``)
 
     def line(self) -> str:
         if self.load_id is None and not self.records:
@@ -127,8 +128,9 @@ def load(paths: Paths) -> LoadSummary:
         validate_connections(registry.list())
         connections = [c.public_dict() for c in registry.list()]
         snapshot = _connections_digest(connections)
-        if _nothing_to_move(paths, pipeline, reader, snapshot):
-            return LoadSummary(records=0, seconds=time.perf_counter() - started, load_id=None)
+        unchanged = _loads_if_nothing_to_move(paths, pipeline, reader, snapshot)
+        if unchanged is not None:
+            return LoadSummary(records=0, seconds=time.perf_counter() - started, load_id=None, raw_loads=unchanged)
         file_format = LOADER_FILE_FORMATS.get(target_name())
         info = _run(pipeline, segment_spool(reader=reader, tracker=tracker, connections=connections), file_format)
         info.raise_on_failed_jobs()
@@ -137,7 +139,12 @@ def load(paths: Paths) -> LoadSummary:
         _loaded_connections_file(paths).write_text(snapshot + "\n")
     prune_loaded_packages(Path(pipeline.working_dir))
     load_id = info.loads_ids[-1] if info.loads_ids else None
-    return LoadSummary(records=tracker.records, seconds=time.perf_counter() - started, load_id=load_id)
+    return LoadSummary(
+        records=tracker.records,
+        seconds=time.perf_counter() - started,
+        load_id=load_id,
+        raw_loads=completed_loads(pipeline),
+    )
 
 
 def _connections_digest(connections: list[dict[str, Any]]) -> str:
@@ -150,18 +157,19 @@ def _loaded_connections_file(paths: Paths) -> Path:
     return paths.dlt_dir / "connections_loaded.sha256"
 
 
-def _nothing_to_move(paths: Paths, pipeline: dlt.Pipeline, reader: SpoolReader, snapshot: str) -> bool:
-    """No record waits in the spool, dlt holds no unfinished package, the registry snapshot is the one this loader
-    last committed, and the raw tables exist. Then a load would only commit an empty package (and a copy of
-    the registry): skipped, so that the raw layer's loads change only when something new arrived, which is
-    how a run knows it has nothing new to build (``pipelines.build_inputs``)."""
+def _loads_if_nothing_to_move(paths: Paths, pipeline: dlt.Pipeline, reader: SpoolReader, snapshot: str) -> str | None:
+    """The warehouse's completed loads when there is nothing to move: no record waits in the spool, dlt holds no
+    unfinished package, the registry snapshot is the one this loader last committed, and the raw tables exist.
+    Then a load would only commit an empty package (and a copy of the registry): skipped, so that the raw
+    layer's loads change only when something new arrived, which is how a run knows it has nothing new to build
+    (``pipelines.build_inputs``). None: load."""
     try:
         loaded = _loaded_connections_file(paths).read_text().strip()
     except OSError:
-        return False
+        return None
     if loaded != snapshot or pipeline.has_pending_data or reader.stats().pending_bytes:
-        return False
-    return completed_loads(pipeline) is not None
+        return None
+    return completed_loads(pipeline)
 
 
 def completed_loads(pipeline: dlt.Pipeline) -> str | None:
