@@ -2,13 +2,13 @@
 
 Events arrive in shuffled batches (so many are late: older than events already processed), with re-delivered
 duplicates, copies received *before* the copy already processed (a receiver with a slow clock: the staging model
-must replace its winner) and aliases that merge contacts after their Engage history was built;
-`segment-accounts run` follows each batch, as a schedule would. Two last batches change who and which account
-the events already built belong to: late aliases merge contacts that have history, group calls move contacts to
-another account, email changes move contacts to another domain account; then the same moves back. Then every
-incremental model is snapshotted, rebuilt with --full-refresh from the same raw data, and compared both ways
-(EXCEPT ALL), so a row too many or too few fails. A company's domain moves to a new account between runs
-(domain consolidation): its people follow.
+must replace its winner, some of them a user's latest call) and aliases that merge contacts after their Engage
+history was built; `segment-accounts run` follows each batch, as a schedule would. Two last batches change who and
+which account the events already built belong to: late aliases merge contacts that have history, group calls move
+contacts to another account, email changes move contacts to another domain account; then the same moves back. Then
+every incremental model is snapshotted, rebuilt with --full-refresh from the same raw data, and compared both ways
+(EXCEPT ALL), so a row too many or too few fails. A company's domain moves to a new account between runs (domain
+consolidation): its people follow.
 """
 
 from __future__ import annotations
@@ -169,6 +169,20 @@ def _spool_copies(paths: Paths, connection_id: str, events: list[dict], received
         writer.close()
 
 
+def _latest_calls_of_users(batches: list[list[dict]], first_batch_from: int) -> list[dict]:
+    """Events of the first batch (from position ``first_batch_from`` on) that are their user's latest event of all
+    the traffic batches: a copy of one received earlier replaces it in staging and sorts before it, so the
+    user's last call is another (int_identifier_calls_summarized must compute that user again)."""
+    latest: dict[str, dict] = {}
+    for batch in batches:
+        for event in batch:
+            user_id, at = event.get("userId"), event.get("timestamp")
+            if user_id and at and (user_id not in latest or at > latest[user_id]["timestamp"]):
+                latest[user_id] = event
+    candidates = {event["messageId"] for event in batches[0][first_batch_from:]}
+    return sorted((e for e in latest.values() if e["messageId"] in candidates), key=lambda e: e["messageId"])[:5]
+
+
 def _incremental_models(paths: Paths) -> dict[str, str]:
     """Each incremental model's name and its relation (`schema.name`): models live in their layer's schema."""
     manifest = json.loads((paths.data / "dbt" / "target" / "manifest.json").read_text())
@@ -213,6 +227,8 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
             # after (they must lose).
             _spool_copies(paths, connection.connection_id, batches[0][:30], RECEIVED_IN_2001_US)
             _spool_copies(paths, connection.connection_id, batches[0][30:60], RECEIVED_IN_2033_US)
+            latest_calls = _latest_calls_of_users(batches[:BATCHES], first_batch_from=60)
+            _spool_copies(paths, connection.connection_id, latest_calls, RECEIVED_IN_2001_US)
         result = run_cli("run", check=False, timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
         if number == 0:
@@ -260,7 +276,9 @@ def test_incremental_runs_equal_a_full_refresh(paths: Paths, run_cli: RunCli, tm
         ).fetchone()[0]
     finally:
         con.close()
-    assert copies_won == 30, f"{copies_won} of the 30 copies received earlier replaced the processed copy"
+    assert latest_calls, "no copy replaces a user's latest call: the comparison would not cover it"
+    expected_copies = 30 + len(latest_calls)
+    assert copies_won == expected_copies, f"{copies_won} of the {expected_copies} copies received earlier won"
     assert all(rows.values()), f"an incremental model is empty, the comparison would prove nothing: {rows}"
     assert stale == 0, f"{stale} pairs would be rebuilt by a run with no new data"
     assert mapping_drift == 0, f"{mapping_drift} identifiers' events would be rewritten by a run with no new data"

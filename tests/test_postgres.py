@@ -230,6 +230,7 @@ def test_second_postgres_build_took_the_incremental_path(built: dict[str, Any]) 
     run_sql = paths.data / "dbt" / "target" / "run" / "segment_accounts" / "models"
     for model in (
         "staging/segment/stg_segment__events.sql",
+        "intermediate/identity/int_identifier_calls_summarized.sql",
         "intermediate/identity/int_events_identified.sql",
         "marts/fct_events.sql",
         "marts/fct_audience_history.sql",

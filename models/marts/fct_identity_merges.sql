@@ -7,9 +7,10 @@
 
 with
 
-identifiers as (
+identifier_calls as (
 
-    select * from {{ ref('int_identifiers_cleaned') }}
+    -- each key's first and last call, not every event (int_identifier_calls_summarized)
+    select * from {{ ref('int_identifier_calls_summarized') }}
 
 ),
 
@@ -36,7 +37,7 @@ tying_calls as (
         message_type,
         occurred_at,
         received_at
-    from identifiers
+    from identifier_calls
     where
         message_type = 'alias'
         and previous_id is not null
@@ -54,7 +55,7 @@ tying_calls as (
         message_type,
         occurred_at,
         received_at
-    from identifiers
+    from identifier_calls
     where
         anonymous_id is not null
         and user_id is not null

@@ -7,9 +7,10 @@
 
 with
 
-identifiers as (
+identifier_calls as (
 
-    select * from {{ ref('int_identifiers_cleaned') }}
+    -- each key's first and last call, not every event (int_identifier_calls_summarized)
+    select * from {{ ref('int_identifier_calls_summarized') }}
 
 ),
 
@@ -22,7 +23,7 @@ user_ids as (
 anonymous_ids as (
 
     select anonymous_id
-    from identifiers
+    from identifier_calls
     where anonymous_id is not null
     group by anonymous_id
 
@@ -37,7 +38,7 @@ events_with_both_by_recency as (
             partition by anonymous_id
             order by occurred_at desc, received_at desc, message_id desc
         ) as recency_rank
-    from identifiers
+    from identifier_calls
     where
         anonymous_id is not null
         and user_id is not null

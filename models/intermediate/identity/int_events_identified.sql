@@ -55,26 +55,23 @@ built_contact_identifiers as (
 
 ),
 
-built_loads as (
-
+{#-
+    the loads this table has not read (as staging finds them: loaders side by side commit in any order); a copy
+    that replaced an event in staging came with its load, so it is read again too. From staging's column, not
+    the view: the view would clean every event's ids first.
+-#}
+{%- set new_loads_sql -%}
     select distinct _dlt_load_id
-    from built_events
-    where _dlt_load_id is not null
-
-),
-
-{% endif %}
-
-{% if is_incremental_run() %}
+    from {{ staged_events }}
+    where _dlt_load_id not in (
+        select built._dlt_load_id from {{ this }} as built
+        where built._dlt_load_id is not null
+    )
+{%- endset %}
 
 new_loads as (
 
-    -- the loads this table has not read (as staging finds them: loaders side by side commit in any order); a
-    -- copy that replaced an event in staging came with its load, so it is read again too. From staging's
-    -- column, not the view: the view would clean every event's ids first.
-    select distinct _dlt_load_id
-    from {{ staged_events }}
-    where _dlt_load_id not in (select built_loads._dlt_load_id from built_loads)
+    {{ new_loads_sql }}
 
 ),
 
@@ -93,8 +90,7 @@ new_events as (
         identifiers._dlt_load_id
     from identifiers
     {% if is_incremental_run() -%}
-        inner join new_loads
-            on identifiers._dlt_load_id = new_loads._dlt_load_id
+        where {{ segment_accounts.in_loads_not_read('identifiers._dlt_load_id', new_loads_sql, 'new_loads') }}
     {%- endif %}
 
 ),

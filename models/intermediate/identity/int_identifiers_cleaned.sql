@@ -1,7 +1,8 @@
 {#-
     Rule "identifiers": trimmed, and junk values (seed junk_identifiers, case-insensitive) never identify anyone.
     A view: one row per event, and cleaning is cheaper than writing (and reading back) a million-row table; its
-    three readers each take a few columns.
+    two readers (int_identifier_calls_summarized, int_events_identified) take only the new loads' events on an
+    incremental run, with the load ids written as literals (macro in_loads_not_read) so that the scan skips the rest.
 -#}
 {{ config(materialized='view') }}
 

@@ -6,9 +6,10 @@
 
 with
 
-identifiers as (
+identifier_calls as (
 
-    select * from {{ ref('int_identifiers_cleaned') }}
+    -- each key's first and last call, not every event (int_identifier_calls_summarized)
+    select * from {{ ref('int_identifier_calls_summarized') }}
 
 ),
 
@@ -17,7 +18,7 @@ alias_edges as (
     select
         previous_id,
         user_id
-    from identifiers
+    from identifier_calls
     where
         message_type = 'alias'
         and previous_id is not null

@@ -7,9 +7,10 @@
 
 with
 
-identifiers as (
+identifier_calls as (
 
-    select * from {{ ref('int_identifiers_cleaned') }}
+    -- each key's first and last call, not every event (int_identifier_calls_summarized)
+    select * from {{ ref('int_identifier_calls_summarized') }}
 
 ),
 
@@ -27,7 +28,7 @@ alias_edges as (
         occurred_at,
         received_at,
         message_id
-    from identifiers
+    from identifier_calls
     where
         message_type = 'alias'
         and previous_id is not null
@@ -48,7 +49,7 @@ user_id_nodes as (
         select
             user_id,
             1 as is_seen
-        from identifiers
+        from identifier_calls
         where user_id is not null
 
         union all

@@ -1,0 +1,427 @@
+{#-
+    The calls the identity rules need, instead of every event: for each key below, its first and its last call
+    (by occurred_at, then received_at, then messageId). The keys are what the rules ask about:
+      - a user id, from any event's userId (rule "alias merge chains": was it ever seen as a user id);
+      - an anonymous id with the user id of the call, or with none (rule "anonymous ids": the latest call with
+        both; fct_identity_merges: the first);
+      - an alias's previousId with its userId (rule "alias merge chains": the edge, whose latest call names the
+        canonical user id; fct_identity_merges: the first).
+    A row is one of those calls as int_identifiers_cleaned has it, carrying only its key's ids (a user id's row
+    has no anonymous id). The identity models read these rows as they read every event before, and get the same
+    answers: each thing they take (seen at all, first, latest) is taken per key, and each key's first and latest
+    call are here. A key has a few calls here whatever its number of events.
+    Incremental (dbt_project.yml): a run reads the calls of the loads it has not read (the loads read are kept
+    in the build state, in this model's own transaction: macros/build_state.sql) and, for each key they carry,
+    keeps the earlier first and the later last of the new calls and of its two rows. A key whose stored first
+    or last call was replaced in staging by a copy received earlier is computed again from every event: the copy
+    sorts earlier, so a call between the two could now be the last. Equal to a full refresh
+    (tests/test_incremental_equality.py).
+-#}
+{#- Materialization is set in dbt_project.yml: incremental, except on Spark without Delta (no delete). -#}
+{#- Read outside the incremental branch below, so that dbt sees them when it parses the project. -#}
+{%- set read_loads = source('build_state', 'int_identifier_calls_summarized__loads') -%}
+{%- set staged_events = ref('stg_segment__events') -%}
+{{ config(
+    incremental_strategy='delete+insert',
+    unique_key='identifier_call_id',
+    on_schema_change='fail',
+    post_hook=[
+        "{% if model.config.materialized == 'incremental' %}delete from {{ this }} where event_id is null{% endif %}",
+        "{{ segment_accounts.drop_build_state(source('build_state', 'int_identifier_calls_summarized__loads')) }}",
+        "{{ segment_accounts.create_build_state(
+            source('build_state', 'int_identifier_calls_summarized__loads'),
+            'select distinct _dlt_load_id from ' ~ ref('stg_segment__events') ~ ' where _dlt_load_id is not null',
+        ) }}",
+    ],
+) }}
+
+with
+
+identifiers as {{ segment_accounts.inlined_cte() }} (
+
+    -- a view over every event: each reader below keeps a few of its rows (the new loads' events, or those of a
+    -- key computed again), so each reads it rather than copying it whole first
+    select * from {{ ref('int_identifiers_cleaned') }}
+
+),
+
+{% if is_incremental_run() %}
+{{- segment_accounts.require_built_columns(['identifier_key', 'event_id', '_dlt_load_id']) }}
+
+built_calls as (
+
+    select * from {{ this }}
+
+),
+
+{#- from staging's column, not the view: the view would clean every event's ids first -#}
+{%- set new_loads_sql -%}
+    select distinct _dlt_load_id
+    from {{ staged_events }}
+    where _dlt_load_id not in (select read._dlt_load_id from {{ read_loads }} as read)
+{%- endset %}
+
+new_loads as (
+
+    {{ new_loads_sql }}
+
+),
+
+new_events as (
+
+    select identifiers.*
+    from identifiers
+    where {{ segment_accounts.in_loads_not_read('identifiers._dlt_load_id', new_loads_sql, 'new_loads') }}
+
+),
+
+replaced_keys as (
+
+    -- keys whose stored first or last call was replaced by a copy that came with a new load
+    select distinct
+        built_calls.identifier_key,
+        built_calls.identifier_role,
+        built_calls.identifier
+    from built_calls
+    inner join new_events
+        on built_calls.event_id = new_events.event_id
+
+),
+
+recomputed_events as (
+
+    -- every event of the replaced keys' ids (joins: on an empty side each ends without reading the events)
+    select identifiers.*
+    from identifiers
+    inner join replaced_keys
+        on
+            identifiers.user_id = replaced_keys.identifier
+            and replaced_keys.identifier_role = 'user_id'
+
+    union
+
+    select identifiers.*
+    from identifiers
+    inner join replaced_keys
+        on
+            identifiers.anonymous_id = replaced_keys.identifier
+            and replaced_keys.identifier_role = 'anonymous_id'
+
+    union
+
+    select identifiers.*
+    from identifiers
+    inner join replaced_keys
+        on
+            identifiers.previous_id = replaced_keys.identifier
+            and replaced_keys.identifier_role = 'previous_id'
+
+),
+
+{% endif %}
+
+scoped_events as (
+
+    {% if is_incremental_run() -%}
+        select
+            new_events.*,
+            true as is_new
+        from new_events
+
+        union all
+
+        select
+            recomputed_events.*,
+            false as is_new
+        from recomputed_events
+    {%- else -%}
+        select
+            identifiers.*,
+            true as is_new
+        from identifiers
+    {%- endif %}
+
+),
+
+calls as (
+
+    -- one row per event and key it carries, with that key's ids only
+    select
+        'user_id' as identifier_role,
+        user_id as identifier,
+        event_id,
+        connection_id,
+        message_id,
+        message_type,
+        occurred_at,
+        received_at,
+        user_id,
+        null as anonymous_id,
+        null as previous_id,
+        _dlt_load_id,
+        is_new
+    from scoped_events
+    where user_id is not null
+
+    union all
+
+    select
+        'anonymous_id' as identifier_role,
+        anonymous_id as identifier,
+        event_id,
+        connection_id,
+        message_id,
+        message_type,
+        occurred_at,
+        received_at,
+        user_id,
+        anonymous_id,
+        null as previous_id,
+        _dlt_load_id,
+        is_new
+    from scoped_events
+    where anonymous_id is not null
+
+    union all
+
+    select
+        'previous_id' as identifier_role,
+        previous_id as identifier,
+        event_id,
+        connection_id,
+        message_id,
+        message_type,
+        occurred_at,
+        received_at,
+        user_id,
+        null as anonymous_id,
+        previous_id,
+        _dlt_load_id,
+        is_new
+    from scoped_events
+    where
+        message_type = 'alias'
+        and previous_id is not null
+        and user_id is not null
+
+),
+
+keyed_calls as (
+
+    -- the identifier's length delimits it, so no two keys write the same text whatever their ids contain
+    select
+        {{ dbt.hash(dbt.concat([
+            'identifier_role', "'|'", dbt.cast(dbt.length('identifier'), dbt.type_string()), "'|'", 'identifier', "'|'",
+            "coalesce(user_id, '')",
+        ])) }} as identifier_key,
+        calls.*
+    from calls
+
+),
+
+{% if is_incremental_run() %}
+
+kept_keys as (
+
+    -- the new calls' keys whose stored rows still hold their first and last calls
+    select distinct keyed_calls.identifier_key
+    from keyed_calls
+    where
+        keyed_calls.is_new
+        and not exists (
+            select 1 from replaced_keys
+            where replaced_keys.identifier_key = keyed_calls.identifier_key
+        )
+
+),
+
+{% endif %}
+
+candidate_calls as (
+
+    {% if is_incremental_run() -%}
+        select
+            keyed_calls.identifier_key,
+            keyed_calls.identifier_role,
+            keyed_calls.identifier,
+            keyed_calls.event_id,
+            keyed_calls.connection_id,
+            keyed_calls.message_id,
+            keyed_calls.message_type,
+            keyed_calls.occurred_at,
+            keyed_calls.received_at,
+            keyed_calls.user_id,
+            keyed_calls.anonymous_id,
+            keyed_calls.previous_id,
+            keyed_calls._dlt_load_id
+        from keyed_calls
+        inner join kept_keys
+            on keyed_calls.identifier_key = kept_keys.identifier_key
+        where keyed_calls.is_new
+
+        union all
+
+        select
+            built_calls.identifier_key,
+            built_calls.identifier_role,
+            built_calls.identifier,
+            built_calls.event_id,
+            built_calls.connection_id,
+            built_calls.message_id,
+            built_calls.message_type,
+            built_calls.occurred_at,
+            built_calls.received_at,
+            built_calls.user_id,
+            built_calls.anonymous_id,
+            built_calls.previous_id,
+            built_calls._dlt_load_id
+        from built_calls
+        inner join kept_keys
+            on built_calls.identifier_key = kept_keys.identifier_key
+
+        union all
+
+        -- a replaced key, from every one of its events
+        select
+            keyed_calls.identifier_key,
+            keyed_calls.identifier_role,
+            keyed_calls.identifier,
+            keyed_calls.event_id,
+            keyed_calls.connection_id,
+            keyed_calls.message_id,
+            keyed_calls.message_type,
+            keyed_calls.occurred_at,
+            keyed_calls.received_at,
+            keyed_calls.user_id,
+            keyed_calls.anonymous_id,
+            keyed_calls.previous_id,
+            keyed_calls._dlt_load_id
+        from keyed_calls
+        inner join replaced_keys
+            on keyed_calls.identifier_key = replaced_keys.identifier_key
+        where not keyed_calls.is_new
+    {%- else -%}
+        select
+            keyed_calls.identifier_key,
+            keyed_calls.identifier_role,
+            keyed_calls.identifier,
+            keyed_calls.event_id,
+            keyed_calls.connection_id,
+            keyed_calls.message_id,
+            keyed_calls.message_type,
+            keyed_calls.occurred_at,
+            keyed_calls.received_at,
+            keyed_calls.user_id,
+            keyed_calls.anonymous_id,
+            keyed_calls.previous_id,
+            keyed_calls._dlt_load_id
+        from keyed_calls
+    {%- endif %}
+
+),
+
+ranked_calls as (
+
+    select
+        candidate_calls.*,
+        row_number() over (
+            partition by candidate_calls.identifier_key
+            order by
+                candidate_calls.occurred_at,
+                candidate_calls.received_at,
+                candidate_calls.message_id,
+                candidate_calls.event_id
+        ) as rank_from_first,
+        row_number() over (
+            partition by candidate_calls.identifier_key
+            order by
+                candidate_calls.occurred_at desc,
+                candidate_calls.received_at desc,
+                candidate_calls.message_id desc,
+                candidate_calls.event_id desc
+        ) as rank_from_last
+    from candidate_calls
+
+),
+
+bounding_calls as (
+
+    select
+        'first' as bound,
+        ranked_calls.*
+    from ranked_calls
+    where ranked_calls.rank_from_first = 1
+
+    union all
+
+    select
+        'last' as bound,
+        ranked_calls.*
+    from ranked_calls
+    where ranked_calls.rank_from_last = 1
+
+),
+
+{% if is_incremental_run() %}
+
+vanished_calls as (
+
+    -- a recomputed key with no call left (the copy carries other ids): a row with no event replaces each of its
+    -- two, and the first post-hook deletes it
+    select
+        bounds.bound,
+        replaced_keys.identifier_key
+    from replaced_keys
+    cross join (select 'first' as bound union all select 'last' as bound) as bounds
+    where not exists (
+        select 1 from candidate_calls
+        where candidate_calls.identifier_key = replaced_keys.identifier_key
+    )
+
+),
+
+{% endif %}
+
+final as (
+
+    select
+        {{ dbt.hash(dbt.concat(['bound', "'|'", 'identifier_key'])) }} as identifier_call_id,
+        identifier_key,
+        bound,
+        identifier_role,
+        identifier,
+        event_id,
+        connection_id,
+        message_id,
+        message_type,
+        occurred_at,
+        received_at,
+        user_id,
+        anonymous_id,
+        previous_id,
+        _dlt_load_id
+    from bounding_calls
+    {% if is_incremental_run() -%}
+        union all
+        select
+            {{ dbt.hash(dbt.concat(['bound', "'|'", 'identifier_key'])) }} as identifier_call_id,
+            identifier_key,
+            bound,
+            null as identifier_role,
+            null as identifier,
+            null as event_id,
+            null as connection_id,
+            null as message_id,
+            null as message_type,
+            null as occurred_at,
+            null as received_at,
+            null as user_id,
+            null as anonymous_id,
+            null as previous_id,
+            null as _dlt_load_id
+        from vanished_calls
+    {%- endif %}
+
+)
+
+select * from final
