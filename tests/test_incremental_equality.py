@@ -170,17 +170,20 @@ def _spool_copies(paths: Paths, connection_id: str, events: list[dict], received
 
 
 def _latest_calls_of_users(batches: list[list[dict]], first_batch_from: int) -> list[dict]:
-    """Events of the first batch (from position ``first_batch_from`` on) that are their user's latest event of all
-    the traffic batches: a copy of one received earlier replaces it in staging and sorts before it, so the
-    user's last call is another (int_identifier_calls_summarized must compute that user again)."""
-    latest: dict[str, dict] = {}
+    """Events of the first batch (from position ``first_batch_from`` on) that are their user's latest event, or
+    latest identify, of all the traffic batches: a copy of one received earlier replaces it in staging and sorts
+    before it, so the user's last call (or the last call setting its traits) is another, which
+    int_identifier_calls_summarized must find by computing that user again."""
+    latest: dict[tuple[str, bool], dict] = {}
     for batch in batches:
         for event in batch:
             user_id, at = event.get("userId"), event.get("timestamp")
-            if user_id and at and (user_id not in latest or at > latest[user_id]["timestamp"]):
-                latest[user_id] = event
+            for key in ((user_id, False), (user_id, True)) if event.get("type") == "identify" else ((user_id, False),):
+                if user_id and at and (key not in latest or at > latest[key]["timestamp"]):
+                    latest[key] = event
     candidates = {event["messageId"] for event in batches[0][first_batch_from:]}
-    return sorted((e for e in latest.values() if e["messageId"] in candidates), key=lambda e: e["messageId"])[:5]
+    chosen = {e["messageId"]: e for e in latest.values() if e["messageId"] in candidates}
+    return [chosen[message_id] for message_id in sorted(chosen)][:10]
 
 
 def _incremental_models(paths: Paths) -> dict[str, str]:

@@ -1,48 +1,59 @@
-{#- A contact's traits: the latest value of each trait across its identify calls. -#}
+{#-
+    A contact's traits: the latest value of each trait across its identify calls. Each id's latest value of each
+    trait is kept, incrementally, by int_identifier_calls_summarized (its `trait` rows): here the latest of those
+    across the contact's ids, so a run reads one row per id and trait, not every identify call.
+-#}
 
 with
 
-identifies as (
+identifier_calls as (
 
-    select * from {{ ref('stg_segment__identifies') }}
+    select * from {{ ref('int_identifier_calls_summarized') }}
 
 ),
 
-identifies_with_traits as (
+contact_identifiers as (
 
-    -- jsonb_each fails on anything but an object, so non-object traits are left out before the lateral call
+    select * from {{ ref('int_contact_identifiers_resolved') }}
+
+),
+
+latest_trait_calls as (
+
+    -- an identify call belongs to the contact of its user id, else of its anonymous id (int_events_identified)
     select
-        event_id,
-        traits
-    from identifies
-    where {{ segment_accounts.json_is_object('traits') }}
-
-),
-
-events_identified as (
-
-    select * from {{ ref('int_events_identified') }}
+        identifier,
+        case when user_id is not null then 'user_id' else 'anonymous_id' end as identifier_type,
+        trait_name,
+        trait_value,
+        occurred_at,
+        received_at,
+        message_id
+    from identifier_calls
+    where
+        identifier_role = 'trait'
+        and bound = 'last'
 
 ),
 
 trait_values as (
 
     select
-        events_identified.contact_id,
-        trait.key as trait_name,
-        trait.value as trait_value,
+        contact_identifiers.contact_id,
+        latest_trait_calls.trait_name,
+        latest_trait_calls.trait_value,
         row_number() over (
-            partition by events_identified.contact_id, trait.key
+            partition by contact_identifiers.contact_id, latest_trait_calls.trait_name
             order by
-                events_identified.occurred_at desc,
-                events_identified.received_at desc,
-                events_identified.message_id desc
+                latest_trait_calls.occurred_at desc,
+                latest_trait_calls.received_at desc,
+                latest_trait_calls.message_id desc
         ) as recency_rank
-    from identifies_with_traits
-    inner join events_identified
-        on identifies_with_traits.event_id = events_identified.event_id
-    cross join {{ segment_accounts.json_each('identifies_with_traits.traits') }} as trait
-    where events_identified.contact_id is not null
+    from latest_trait_calls
+    inner join contact_identifiers
+        on
+            latest_trait_calls.identifier = contact_identifiers.identifier
+            and latest_trait_calls.identifier_type = contact_identifiers.identifier_type
 
 ),
 

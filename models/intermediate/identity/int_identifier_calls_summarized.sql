@@ -5,11 +5,13 @@
       - an anonymous id with the user id of the call, or with none (rule "anonymous ids": the latest call with
         both; fct_identity_merges: the first);
       - an alias's previousId with its userId (rule "alias merge chains": the edge, whose latest call names the
-        canonical user id; fct_identity_merges: the first).
+        canonical user id; fct_identity_merges: the first);
+      - a trait of an identify call, with the id the call is identified by (its user id, else its anonymous id):
+        int_contact_traits_merged takes each trait's latest value across a contact's ids.
     A row is one of those calls as int_identifiers_cleaned has it, carrying only its key's ids (a user id's row
-    has no anonymous id). The identity models read these rows as they read every event before, and get the same
-    answers: each thing they take (seen at all, first, latest) is taken per key, and each key's first and latest
-    call are here. A key has a few calls here whatever its number of events.
+    has no anonymous id), and a trait's name and value. The models read these rows as they read every event
+    before, and get the same answers: each thing they take (seen at all, first, latest) is taken per key, and
+    each key's first and latest call are here. A key has two rows here whatever its number of events.
     Incremental (dbt_project.yml): a run reads the calls of the loads it has not read (the loads read are kept
     in the build state, in this model's own transaction: macros/build_state.sql) and, for each key they carry,
     keeps the earlier first and the later last of the new calls and of its two rows. A key whose stored first
@@ -21,6 +23,7 @@
 {#- Read outside the incremental branch below, so that dbt sees them when it parses the project. -#}
 {%- set read_loads = source('build_state', 'int_identifier_calls_summarized__loads') -%}
 {%- set staged_events = ref('stg_segment__events') -%}
+{%- set staged_identifies = ref('stg_segment__identifies') -%}
 {{ config(
     incremental_strategy='delete+insert',
     unique_key='identifier_call_id',
@@ -46,7 +49,7 @@ identifiers as {{ segment_accounts.inlined_cte() }} (
 ),
 
 {% if is_incremental_run() %}
-{{- segment_accounts.require_built_columns(['identifier_key', 'event_id', '_dlt_load_id']) }}
+{{- segment_accounts.require_built_columns(['identifier_key', 'event_id', 'trait_value', '_dlt_load_id']) }}
 
 built_calls as (
 
@@ -90,35 +93,79 @@ replaced_keys as (
 
 recomputed_events as (
 
-    -- every event of the replaced keys' ids (joins: on an empty side each ends without reading the events)
-    select identifiers.*
-    from identifiers
-    inner join replaced_keys
-        on
-            identifiers.user_id = replaced_keys.identifier
-            and replaced_keys.identifier_role = 'user_id'
+    -- the other events of the replaced keys' ids (joins: on an empty side each ends without reading the events)
+    select events_of_ids.*
+    from (
+        select identifiers.*
+        from identifiers
+        inner join replaced_keys
+            on
+                identifiers.user_id = replaced_keys.identifier
+                and replaced_keys.identifier_role = 'user_id'
 
-    union
+        union
 
-    select identifiers.*
-    from identifiers
-    inner join replaced_keys
-        on
-            identifiers.anonymous_id = replaced_keys.identifier
-            and replaced_keys.identifier_role = 'anonymous_id'
+        select identifiers.*
+        from identifiers
+        inner join replaced_keys
+            on
+                identifiers.anonymous_id = replaced_keys.identifier
+                and replaced_keys.identifier_role = 'anonymous_id'
 
-    union
+        union
 
-    select identifiers.*
-    from identifiers
-    inner join replaced_keys
-        on
-            identifiers.previous_id = replaced_keys.identifier
-            and replaced_keys.identifier_role = 'previous_id'
+        select identifiers.*
+        from identifiers
+        inner join replaced_keys
+            on
+                identifiers.previous_id = replaced_keys.identifier
+                and replaced_keys.identifier_role = 'previous_id'
+
+        union
+
+        select identifiers.*
+        from identifiers
+        inner join replaced_keys
+            on
+                coalesce(identifiers.user_id, identifiers.anonymous_id) = replaced_keys.identifier
+                and replaced_keys.identifier_role = 'trait'
+    ) as events_of_ids
+    where not ({{ segment_accounts.in_loads_not_read('events_of_ids._dlt_load_id', new_loads_sql, 'new_loads') }})
 
 ),
 
 {% endif %}
+
+scoped_identifies as (
+
+    -- the traits of the scoped identify calls (jsonb_each fails on anything but an object: others are left out)
+    {% if is_incremental_run() -%}
+        select
+            identifies.event_id,
+            identifies.traits
+        from {{ staged_identifies }} as identifies
+        where
+            {{ segment_accounts.in_loads_not_read('identifies._dlt_load_id', new_loads_sql, 'new_loads') }}
+            and {{ segment_accounts.json_is_object('identifies.traits') }}
+
+        union all
+
+        select
+            identifies.event_id,
+            identifies.traits
+        from {{ staged_identifies }} as identifies
+        inner join recomputed_events
+            on identifies.event_id = recomputed_events.event_id
+        where {{ segment_accounts.json_is_object('identifies.traits') }}
+    {%- else -%}
+        select
+            identifies.event_id,
+            identifies.traits
+        from {{ staged_identifies }} as identifies
+        where {{ segment_accounts.json_is_object('identifies.traits') }}
+    {%- endif %}
+
+),
 
 scoped_events as (
 
@@ -158,6 +205,8 @@ calls as (
         user_id,
         null as anonymous_id,
         null as previous_id,
+        null as trait_name,
+        null as trait_value,
         _dlt_load_id,
         is_new
     from scoped_events
@@ -177,6 +226,8 @@ calls as (
         user_id,
         anonymous_id,
         null as previous_id,
+        null as trait_name,
+        null as trait_value,
         _dlt_load_id,
         is_new
     from scoped_events
@@ -196,6 +247,8 @@ calls as (
         user_id,
         null as anonymous_id,
         previous_id,
+        null as trait_name,
+        null as trait_value,
         _dlt_load_id,
         is_new
     from scoped_events
@@ -203,6 +256,30 @@ calls as (
         message_type = 'alias'
         and previous_id is not null
         and user_id is not null
+
+    union all
+
+    select
+        'trait' as identifier_role,
+        coalesce(scoped_events.user_id, scoped_events.anonymous_id) as identifier,
+        scoped_events.event_id,
+        scoped_events.connection_id,
+        scoped_events.message_id,
+        scoped_events.message_type,
+        scoped_events.occurred_at,
+        scoped_events.received_at,
+        scoped_events.user_id,
+        case when scoped_events.user_id is null then scoped_events.anonymous_id end as anonymous_id,
+        null as previous_id,
+        trait.key as trait_name,
+        trait.value as trait_value,
+        scoped_events._dlt_load_id,
+        scoped_events.is_new
+    from scoped_events
+    inner join scoped_identifies
+        on scoped_events.event_id = scoped_identifies.event_id
+    cross join {{ segment_accounts.json_each('scoped_identifies.traits') }} as trait
+    where coalesce(scoped_events.user_id, scoped_events.anonymous_id) is not null
 
 ),
 
@@ -212,7 +289,7 @@ keyed_calls as (
     select
         {{ dbt.hash(dbt.concat([
             'identifier_role', "'|'", dbt.cast(dbt.length('identifier'), dbt.type_string()), "'|'", 'identifier', "'|'",
-            "coalesce(user_id, '')",
+            "coalesce(user_id, '')", "'|'", "coalesce(trait_name, '')",
         ])) }} as identifier_key,
         calls.*
     from calls
@@ -253,6 +330,8 @@ candidate_calls as (
             keyed_calls.user_id,
             keyed_calls.anonymous_id,
             keyed_calls.previous_id,
+            keyed_calls.trait_name,
+            keyed_calls.trait_value,
             keyed_calls._dlt_load_id
         from keyed_calls
         inner join kept_keys
@@ -274,6 +353,8 @@ candidate_calls as (
             built_calls.user_id,
             built_calls.anonymous_id,
             built_calls.previous_id,
+            built_calls.trait_name,
+            built_calls.trait_value,
             built_calls._dlt_load_id
         from built_calls
         inner join kept_keys
@@ -281,7 +362,7 @@ candidate_calls as (
 
         union all
 
-        -- a replaced key, from every one of its events
+        -- a replaced key, from every one of its events: the new loads' and the others' (recomputed_events)
         select
             keyed_calls.identifier_key,
             keyed_calls.identifier_role,
@@ -295,11 +376,12 @@ candidate_calls as (
             keyed_calls.user_id,
             keyed_calls.anonymous_id,
             keyed_calls.previous_id,
+            keyed_calls.trait_name,
+            keyed_calls.trait_value,
             keyed_calls._dlt_load_id
         from keyed_calls
         inner join replaced_keys
             on keyed_calls.identifier_key = replaced_keys.identifier_key
-        where not keyed_calls.is_new
     {%- else -%}
         select
             keyed_calls.identifier_key,
@@ -314,6 +396,8 @@ candidate_calls as (
             keyed_calls.user_id,
             keyed_calls.anonymous_id,
             keyed_calls.previous_id,
+            keyed_calls.trait_name,
+            keyed_calls.trait_value,
             keyed_calls._dlt_load_id
         from keyed_calls
     {%- endif %}
@@ -399,6 +483,8 @@ final as (
         user_id,
         anonymous_id,
         previous_id,
+        trait_name,
+        trait_value,
         _dlt_load_id
     from bounding_calls
     {% if is_incremental_run() -%}
@@ -418,6 +504,8 @@ final as (
             null as user_id,
             null as anonymous_id,
             null as previous_id,
+            null as trait_name,
+            null as trait_value,
             null as _dlt_load_id
         from vanished_calls
     {%- endif %}

@@ -21,7 +21,8 @@ final as (
         context,
         context_group_id,
         occurred_at,
-        received_at
+        received_at,
+        _dlt_load_id
     from events
 
 )
