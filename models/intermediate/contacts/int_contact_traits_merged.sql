@@ -23,12 +23,12 @@ latest_trait_calls as (
     -- an identify call belongs to the contact of its user id, else of its anonymous id (int_events_identified)
     select
         identifier,
-        case when user_id is not null then 'user_id' else 'anonymous_id' end as identifier_type,
         trait_name,
         trait_value,
         occurred_at,
         received_at,
-        message_id
+        message_id,
+        case when user_id is not null then 'user_id' else 'anonymous_id' end as identifier_type
     from identifier_calls
     where
         identifier_role = 'trait'
