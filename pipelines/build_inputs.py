@@ -116,6 +116,12 @@ def nothing_new(paths: Paths, inputs: BuildInputs) -> bool:
     return read_recorded(paths) == inputs
 
 
+def project_unchanged(paths: Paths, inputs: BuildInputs) -> bool:
+    """True when the last successful build ran this same project: its seeds are loaded as their files say."""
+    recorded = read_recorded(paths)
+    return recorded is not None and recorded.project == inputs.project
+
+
 def build_reason(paths: Paths, inputs: BuildInputs, full_refresh: bool) -> str:
     """Why a run builds, for its log: an operator who sees `0 records loaded, dbt build` wants to know."""
     recorded = read_recorded(paths)

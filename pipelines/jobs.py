@@ -37,8 +37,10 @@ EXIT_FAILED = 1
 EXIT_BUSY = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 
 # The scheduled selection is dbt's own (selectors.yml), so an orchestrator's `dbt build --selector scheduled`
-# builds exactly what `run` builds.
+# builds what `run` builds (which also skips loading seeds that the last successful build loaded).
 SCHEDULED_BUILD_OPTIONS = ("--selector", "scheduled")
+# The same, when the project is the one the last successful build ran: its seeds are loaded already.
+SEEDS_LOADED_BUILD_OPTIONS = ("--selector", "scheduled_seeds_loaded")
 REFRESH_CLOCK_OPTIONS = ("--selector", "refresh_clock")
 
 ERRORS_SHOWN = 5
@@ -153,7 +155,15 @@ def _recorded(paths: Paths, job: Job, *, full_refresh: bool, verbose: bool, star
 def _steps(
     paths: Paths, job: Job, log: RunLog, *, full_refresh: bool, verbose: bool, started: float
 ) -> tuple[int, dict[str, Any]]:
-    from pipelines.build_inputs import BuildInputs, build_reason, forget, nothing_new, project_digest, remember
+    from pipelines.build_inputs import (
+        BuildInputs,
+        build_reason,
+        forget,
+        nothing_new,
+        project_digest,
+        project_unchanged,
+        remember,
+    )
     from pipelines.loader import load, raw_loads, target_name
     from pipelines.publish import PublishError, publish
     from pipelines.transform import build, built_models, clock_target_dir, read_build_report, schema_change_hint
@@ -192,9 +202,12 @@ def _steps(
         log.line("nothing new since the last successful build: building the clock's models only (refresh_clock)")
         options = list(REFRESH_CLOCK_OPTIONS)
     else:
-        log.line(f"building {' '.join(job.build_options) or 'everything'}: {build_reason(paths, inputs, full_refresh)}")
+        selection = job.build_options
+        if job.skips_when_nothing_new and not full_refresh and project_unchanged(paths, inputs):
+            selection = SEEDS_LOADED_BUILD_OPTIONS
+        log.line(f"building {' '.join(selection) or 'everything'}: {build_reason(paths, inputs, full_refresh)}")
         forget(paths)  # until this build succeeds, no later run may trust the tables it is about to change
-        options = [*job.build_options, *(["--full-refresh"] if full_refresh else [])]
+        options = [*selection, *(["--full-refresh"] if full_refresh else [])]
     code = build(paths, options, log=log, echo=verbose, target_dir=target_dir)
     elapsed = time.perf_counter() - started
     report = read_build_report(paths, target_dir)

@@ -11,7 +11,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.build_inputs import PROJECT_ENVIRONMENT, project_digest, read_recorded
+from pipelines.build_inputs import (
+    PROJECT_ENVIRONMENT,
+    BuildInputs,
+    forget,
+    project_digest,
+    project_unchanged,
+    read_recorded,
+    remember,
+)
 from pipelines.connections import Registry
 from pipelines.settings import PROJECT_DIR, Paths
 from pipelines.transform import built_models, clock_target_dir
@@ -39,6 +47,12 @@ def _published(paths: Paths, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+def _seeds_loaded(paths: Paths) -> set[str]:
+    """The seeds the last build loaded, from its run_results.json."""
+    results = json.loads((paths.data / "dbt" / "target" / "run_results.json").read_text())["results"]
+    return {r["unique_id"].split(".")[-1] for r in results if r["unique_id"].startswith("seed.")}
+
+
 def _last_line(result: object) -> str:
     return result.stdout.strip().splitlines()[-1]  # type: ignore[attr-defined]
 
@@ -51,6 +65,9 @@ def test_nothing_new_builds_the_clocks_models_and_anything_new_builds_the_schedu
     assert _last_line(run_cli("run")).startswith("run ok: 3 records loaded, dbt build passed")
     scheduled = built_models(paths)
     assert {"fct_events", "dim_contacts", "dim_account_rollups"} <= scheduled
+    assert _seeds_loaded(paths) == {"free_email_domains", "email_domain_overrides", "junk_identifiers"} | {
+        "segment_message_types"
+    }, "a first build loads every seed"
     loads = _completed_loads(paths)
     assert _published(paths, "select account_id, contact_count from dim_account_rollups") == [("acme", 1)]
     (first_as_of,) = _published(paths, "select max(as_of_at) from dim_account_rollups")[0]
@@ -70,10 +87,11 @@ def test_nothing_new_builds_the_clocks_models_and_anything_new_builds_the_schedu
     status = json.loads(run_cli("status", "--json").stdout)["last_run"]
     assert status["nothing_new"] is True and "nothing new to build" in run_cli("status").stdout
 
-    # new events: the schedule again
+    # new events: the schedule again, without loading the seeds the last build loaded from these same files
     _ingest(run_cli, tmp_path, 3)
     assert _last_line(run_cli("run")).startswith("run ok: 1 records loaded, dbt build passed")
     assert built_models(paths) == scheduled
+    assert not _seeds_loaded(paths), "the project did not change: its seeds are loaded already"
     assert _published(paths, "select count(*) from fct_events") == [(4,)]
 
     # a load this run did not make (another loader, or `load` by hand): the warehouse's loads changed, so it builds
@@ -86,12 +104,13 @@ def test_nothing_new_builds_the_clocks_models_and_anything_new_builds_the_schedu
     Registry(paths.data).add("app")
     assert _last_line(run_cli("run")).startswith("run ok: 0 records loaded, dbt build passed")
     log = Path(json.loads(run_cli("status", "--json").stdout)["last_run"]["log"]).read_text()
-    assert "building --selector scheduled: loads committed since the last build" in log
+    assert "building --selector scheduled_seeds_loaded: loads committed since the last build" in log
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         assert con.execute("select count(*) from staging.stg_segment__connections").fetchone()[0] == 2
 
-    # --full-refresh always builds
+    # --full-refresh always builds, seeds included
     assert "dbt build passed" in _last_line(run_cli("run", "--full-refresh"))
+    assert "junk_identifiers" in _seeds_loaded(paths)
     assert "nothing new" in _last_line(run_cli("run"))
 
 
@@ -158,3 +177,15 @@ def test_the_digest_reads_every_environment_variable_the_project_reads() -> None
     secrets = {name for name in used if re.search(r"PASSWORD|SECRET|TOKEN|KEYFILE", name)}
     assert secrets, "the profiles read passwords: the pattern must find them"
     assert used - secrets == set(PROJECT_ENVIRONMENT)
+
+
+def test_seeds_are_skipped_only_while_the_project_is_the_last_successful_builds(paths: Paths) -> None:
+    """A changed project (a seed file, dbt's version, an environment variable the project reads) loads the seeds
+    again; so does a run after a failed build, which has no successful build on record."""
+    built = BuildInputs(project="digest-a", raw_loads="1:100")
+    assert not project_unchanged(paths, built), "no build on record"
+    remember(paths, built)
+    assert project_unchanged(paths, BuildInputs(project="digest-a", raw_loads="2:200")), "new loads, same project"
+    assert not project_unchanged(paths, BuildInputs(project="digest-b", raw_loads="1:100"))
+    forget(paths)
+    assert not project_unchanged(paths, built)
