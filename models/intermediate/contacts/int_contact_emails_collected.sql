@@ -1,52 +1,59 @@
 {#-
-    Every email seen for a contact: `email` from an identify's traits, or from context.traits of any event
-    (analytics.js copies the user's traits there). Lowercased; the domain is the part after the @.
+    The emails seen for a contact: for each of its ids, the latest email on each connection (rule "emails", in
+    int_identifier_calls_summarized, which keeps these incrementally). Its readers take a contact's latest, on
+    any connection (dim_contacts) or on those whose settings let an email name an account; the domain is the
+    part after the @.
 -#}
 
 with
 
-events as (
+identifier_calls as (
 
-    select * from {{ ref('stg_segment__events') }}
-
-),
-
-events_identified as (
-
-    select * from {{ ref('int_events_identified') }}
+    select * from {{ ref('int_identifier_calls_summarized') }}
 
 ),
 
-emails as (
+contact_identifiers as (
 
+    select * from {{ ref('int_contact_identifiers_resolved') }}
+
+),
+
+latest_emails as (
+
+    -- a call belongs to the contact of its user id, else of its anonymous id (int_events_identified)
     select
         event_id,
+        identifier,
         connection_id,
-        lower(trim(coalesce(
-            case when message_type = 'identify' then traits_email end,
-            context_traits_email
-        ))) as email
-    from events
+        email,
+        occurred_at,
+        received_at,
+        message_id,
+        case when user_id is not null then 'user_id' else 'anonymous_id' end as identifier_type
+    from identifier_calls
+    where
+        identifier_role = 'email'
+        and bound = 'last'
 
 ),
 
 final as (
 
     select
-        emails.event_id,
-        events_identified.contact_id,
-        emails.connection_id,
-        emails.email,
-        {{ dbt.split_part('emails.email', "'@'", 2) }} as email_domain,
-        events_identified.occurred_at,
-        events_identified.received_at,
-        events_identified.message_id
-    from emails
-    inner join events_identified
-        on emails.event_id = events_identified.event_id
-    where
-        events_identified.contact_id is not null
-        and {{ segment_accounts.regexp_like('emails.email', "'^[^@ ]+@[^@ ]+[.][^@ ]+$'") }}
+        latest_emails.event_id,
+        contact_identifiers.contact_id,
+        latest_emails.connection_id,
+        latest_emails.email,
+        {{ dbt.split_part('latest_emails.email', "'@'", 2) }} as email_domain,
+        latest_emails.occurred_at,
+        latest_emails.received_at,
+        latest_emails.message_id
+    from latest_emails
+    inner join contact_identifiers
+        on
+            latest_emails.identifier = contact_identifiers.identifier
+            and latest_emails.identifier_type = contact_identifiers.identifier_type
 
 )
 

@@ -7,9 +7,11 @@
       - an alias's previousId with its userId (rule "alias merge chains": the edge, whose latest call names the
         canonical user id; fct_identity_merges: the first);
       - a trait of an identify call, with the id the call is identified by (its user id, else its anonymous id):
-        int_contact_traits_merged takes each trait's latest value across a contact's ids.
+        int_contact_traits_merged takes each trait's latest value across a contact's ids;
+      - an email (rule "emails", below), with that id and the call's connection: int_contact_emails_collected
+        takes a contact's latest, on any connection or on those whose settings let an email name an account.
     A row is one of those calls as int_identifiers_cleaned has it, carrying only its key's ids (a user id's row
-    has no anonymous id), and a trait's name and value. The models read these rows as they read every event
+    has no anonymous id), and a trait's name and value or an email. The models read these rows as they read every event
     before, and get the same answers: each thing they take (seen at all, first, latest) is taken per key, and
     each key's first and latest call are here. A key has two rows here whatever its number of events.
     Incremental (dbt_project.yml): a run reads the calls of the loads it has not read (the loads read are kept
@@ -23,7 +25,6 @@
 {#- Read outside the incremental branch below, so that dbt sees them when it parses the project. -#}
 {%- set read_loads = source('build_state', 'int_identifier_calls_summarized__loads') -%}
 {%- set staged_events = ref('stg_segment__events') -%}
-{%- set staged_identifies = ref('stg_segment__identifies') -%}
 {{ config(
     incremental_strategy='delete+insert',
     unique_key='identifier_call_id',
@@ -49,7 +50,7 @@ identifiers as {{ segment_accounts.inlined_cte() }} (
 ),
 
 {% if is_incremental_run() %}
-{{- segment_accounts.require_built_columns(['identifier_key', 'event_id', 'trait_value', '_dlt_load_id']) }}
+{{- segment_accounts.require_built_columns(['identifier_key', 'event_id', 'trait_value', 'email', '_dlt_load_id']) }}
 
 built_calls as (
 
@@ -128,7 +129,7 @@ recomputed_events as (
         inner join replaced_keys
             on
                 coalesce(identifiers.user_id, identifiers.anonymous_id) = replaced_keys.identifier
-                and replaced_keys.identifier_role = 'trait'
+                and replaced_keys.identifier_role in ('trait', 'email')
     ) as events_of_ids
     where not ({{ segment_accounts.in_loads_not_read('events_of_ids._dlt_load_id', new_loads_sql, 'new_loads') }})
 
@@ -136,34 +137,72 @@ recomputed_events as (
 
 {% endif %}
 
-scoped_identifies as (
+scoped_payloads as (
 
-    -- the traits of the scoped identify calls (jsonb_each fails on anything but an object: others are left out)
+    -- the traits and emails of the scoped events, from staging: the new loads' and the recomputed events'
     {% if is_incremental_run() -%}
         select
-            identifies.event_id,
-            identifies.traits
-        from {{ staged_identifies }} as identifies
-        where
-            {{ segment_accounts.in_loads_not_read('identifies._dlt_load_id', new_loads_sql, 'new_loads') }}
-            and {{ segment_accounts.json_is_object('identifies.traits') }}
+            events.event_id,
+            events.message_type,
+            events.traits,
+            events.traits_email,
+            events.context_traits_email
+        from {{ staged_events }} as events
+        where {{ segment_accounts.in_loads_not_read('events._dlt_load_id', new_loads_sql, 'new_loads') }}
 
         union all
 
         select
-            identifies.event_id,
-            identifies.traits
-        from {{ staged_identifies }} as identifies
+            events.event_id,
+            events.message_type,
+            events.traits,
+            events.traits_email,
+            events.context_traits_email
+        from {{ staged_events }} as events
         inner join recomputed_events
-            on identifies.event_id = recomputed_events.event_id
-        where {{ segment_accounts.json_is_object('identifies.traits') }}
+            on events.event_id = recomputed_events.event_id
     {%- else -%}
         select
-            identifies.event_id,
-            identifies.traits
-        from {{ staged_identifies }} as identifies
-        where {{ segment_accounts.json_is_object('identifies.traits') }}
+            events.event_id,
+            events.message_type,
+            events.traits,
+            events.traits_email,
+            events.context_traits_email
+        from {{ staged_events }} as events
     {%- endif %}
+
+),
+
+scoped_traits as (
+
+    -- an identify's traits (jsonb_each fails on anything but an object: others are left out before it runs)
+    select
+        event_id,
+        traits
+    from scoped_payloads
+    where
+        message_type = 'identify'
+        and {{ segment_accounts.json_is_object('traits') }}
+
+),
+
+scoped_emails as (
+
+    -- Rule "emails": `email` from an identify's traits, or from context.traits of any event (analytics.js
+    -- copies the user's traits there); lowercased and trimmed; values that do not look like an address are none
+    select
+        event_id,
+        email
+    from (
+        select
+            event_id,
+            lower(trim(coalesce(
+                case when message_type = 'identify' then traits_email end,
+                context_traits_email
+            ))) as email
+        from scoped_payloads
+    ) as emails
+    where {{ segment_accounts.regexp_like('email', "'^[^@ ]+@[^@ ]+[.][^@ ]+$'") }}
 
 ),
 
@@ -207,6 +246,8 @@ calls as (
         null as previous_id,
         null as trait_name,
         null as trait_value,
+        null as email,
+        null as key_detail,
         _dlt_load_id,
         is_new
     from scoped_events
@@ -228,6 +269,8 @@ calls as (
         null as previous_id,
         null as trait_name,
         null as trait_value,
+        null as email,
+        null as key_detail,
         _dlt_load_id,
         is_new
     from scoped_events
@@ -249,6 +292,8 @@ calls as (
         previous_id,
         null as trait_name,
         null as trait_value,
+        null as email,
+        null as key_detail,
         _dlt_load_id,
         is_new
     from scoped_events
@@ -273,12 +318,40 @@ calls as (
         null as previous_id,
         trait.key as trait_name,
         trait.value as trait_value,
+        null as email,
+        trait.key as key_detail,
         scoped_events._dlt_load_id,
         scoped_events.is_new
     from scoped_events
-    inner join scoped_identifies
-        on scoped_events.event_id = scoped_identifies.event_id
-    cross join {{ segment_accounts.json_each('scoped_identifies.traits') }} as trait
+    inner join scoped_traits
+        on scoped_events.event_id = scoped_traits.event_id
+    cross join {{ segment_accounts.json_each('scoped_traits.traits') }} as trait
+    where coalesce(scoped_events.user_id, scoped_events.anonymous_id) is not null
+
+    union all
+
+    select
+        'email' as identifier_role,
+        coalesce(scoped_events.user_id, scoped_events.anonymous_id) as identifier,
+        scoped_events.event_id,
+        scoped_events.connection_id,
+        scoped_events.message_id,
+        scoped_events.message_type,
+        scoped_events.occurred_at,
+        scoped_events.received_at,
+        scoped_events.user_id,
+        case when scoped_events.user_id is null then scoped_events.anonymous_id end as anonymous_id,
+        null as previous_id,
+        null as trait_name,
+        null as trait_value,
+        scoped_emails.email,
+        -- the connections' settings decide which emails may name an account: one key per connection
+        scoped_events.connection_id as key_detail,
+        scoped_events._dlt_load_id,
+        scoped_events.is_new
+    from scoped_events
+    inner join scoped_emails
+        on scoped_events.event_id = scoped_emails.event_id
     where coalesce(scoped_events.user_id, scoped_events.anonymous_id) is not null
 
 ),
@@ -289,9 +362,24 @@ keyed_calls as (
     select
         {{ dbt.hash(dbt.concat([
             'identifier_role', "'|'", dbt.cast(dbt.length('identifier'), dbt.type_string()), "'|'", 'identifier', "'|'",
-            "coalesce(user_id, '')", "'|'", "coalesce(trait_name, '')",
+            "coalesce(user_id, '')", "'|'", "coalesce(key_detail, '')",
         ])) }} as identifier_key,
-        calls.*
+        calls.identifier_role,
+        calls.identifier,
+        calls.event_id,
+        calls.connection_id,
+        calls.message_id,
+        calls.message_type,
+        calls.occurred_at,
+        calls.received_at,
+        calls.user_id,
+        calls.anonymous_id,
+        calls.previous_id,
+        calls.trait_name,
+        calls.trait_value,
+        calls.email,
+        calls._dlt_load_id,
+        calls.is_new
     from calls
 
 ),
@@ -332,6 +420,7 @@ candidate_calls as (
             keyed_calls.previous_id,
             keyed_calls.trait_name,
             keyed_calls.trait_value,
+            keyed_calls.email,
             keyed_calls._dlt_load_id
         from keyed_calls
         inner join kept_keys
@@ -355,6 +444,7 @@ candidate_calls as (
             built_calls.previous_id,
             built_calls.trait_name,
             built_calls.trait_value,
+            built_calls.email,
             built_calls._dlt_load_id
         from built_calls
         inner join kept_keys
@@ -378,6 +468,7 @@ candidate_calls as (
             keyed_calls.previous_id,
             keyed_calls.trait_name,
             keyed_calls.trait_value,
+            keyed_calls.email,
             keyed_calls._dlt_load_id
         from keyed_calls
         inner join replaced_keys
@@ -398,51 +489,26 @@ candidate_calls as (
             keyed_calls.previous_id,
             keyed_calls.trait_name,
             keyed_calls.trait_value,
+            keyed_calls.email,
             keyed_calls._dlt_load_id
         from keyed_calls
     {%- endif %}
 
 ),
 
-ranked_calls as (
-
-    select
-        candidate_calls.*,
-        row_number() over (
-            partition by candidate_calls.identifier_key
-            order by
-                candidate_calls.occurred_at,
-                candidate_calls.received_at,
-                candidate_calls.message_id,
-                candidate_calls.event_id
-        ) as rank_from_first,
-        row_number() over (
-            partition by candidate_calls.identifier_key
-            order by
-                candidate_calls.occurred_at desc,
-                candidate_calls.received_at desc,
-                candidate_calls.message_id desc,
-                candidate_calls.event_id desc
-        ) as rank_from_last
-    from candidate_calls
-
-),
-
 bounding_calls as (
 
-    select
-        'first' as bound,
-        ranked_calls.*
-    from ranked_calls
-    where ranked_calls.rank_from_first = 1
-
-    union all
-
-    select
-        'last' as bound,
-        ranked_calls.*
-    from ranked_calls
-    where ranked_calls.rank_from_last = 1
+    {#- each key's earliest and latest call (occurred_at, then received_at, then messageId; the event breaks ties) #}
+    {{ segment_accounts.first_and_last_rows(
+        'candidate_calls',
+        'identifier_key',
+        ['occurred_at', 'received_at', 'message_id', 'event_id'],
+        [
+            'identifier_role', 'identifier', 'event_id', 'connection_id', 'message_id', 'message_type',
+            'occurred_at', 'received_at', 'user_id', 'anonymous_id', 'previous_id', 'trait_name', 'trait_value',
+            'email', '_dlt_load_id',
+        ],
+    ) }}
 
 ),
 
@@ -485,6 +551,7 @@ final as (
         previous_id,
         trait_name,
         trait_value,
+        email,
         _dlt_load_id
     from bounding_calls
     {% if is_incremental_run() -%}
@@ -506,6 +573,7 @@ final as (
             null as previous_id,
             null as trait_name,
             null as trait_value,
+            null as email,
             null as _dlt_load_id
         from vanished_calls
     {%- endif %}

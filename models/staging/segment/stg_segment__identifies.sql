@@ -21,8 +21,7 @@ final as (
         context,
         context_group_id,
         occurred_at,
-        received_at,
-        _dlt_load_id
+        received_at
     from events
 
 )
