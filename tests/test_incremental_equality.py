@@ -170,20 +170,29 @@ def _spool_copies(paths: Paths, connection_id: str, events: list[dict], received
 
 
 def _latest_calls_of_users(batches: list[list[dict]], first_batch_from: int) -> list[dict]:
-    """Events of the first batch (from position ``first_batch_from`` on) that are their user's latest event, or
-    latest identify, of all the traffic batches: a copy of one received earlier replaces it in staging and sorts
-    before it, so the user's last call (or the last call setting its traits) is another, which
-    int_identifier_calls_summarized must find by computing that user again."""
-    latest: dict[tuple[str, bool], dict] = {}
+    """Events of the first batch (from position ``first_batch_from`` on) that are their user's latest event,
+    latest identify, or latest event carrying an email, of all the traffic batches: a copy of one received
+    earlier replaces it in staging and sorts before it, so the user's last call (or the last call setting its
+    traits, or its email) is another, which int_identifier_calls_summarized must find by computing that user
+    again."""
+
+    def kinds(event: dict) -> list[str]:
+        identify = event.get("type") == "identify"
+        traits_email = event.get("traits", {}).get("email") if identify else None
+        context_email = event.get("context", {}).get("traits", {}).get("email")
+        has_email = any("@" in str(email) for email in (traits_email, context_email) if email)
+        return ["any", *(["identify"] if identify else []), *(["email"] if has_email else [])]
+
+    latest: dict[tuple[str, str], dict] = {}
     for batch in batches:
         for event in batch:
             user_id, at = event.get("userId"), event.get("timestamp")
-            for key in ((user_id, False), (user_id, True)) if event.get("type") == "identify" else ((user_id, False),):
+            for key in ((user_id, kind) for kind in kinds(event)):
                 if user_id and at and (key not in latest or at > latest[key]["timestamp"]):
                     latest[key] = event
     candidates = {event["messageId"] for event in batches[0][first_batch_from:]}
     chosen = {e["messageId"]: e for e in latest.values() if e["messageId"] in candidates}
-    return [chosen[message_id] for message_id in sorted(chosen)][:10]
+    return [chosen[message_id] for message_id in sorted(chosen)][:15]
 
 
 def _incremental_models(paths: Paths) -> dict[str, str]:
