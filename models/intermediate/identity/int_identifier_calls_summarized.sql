@@ -25,6 +25,13 @@
 {#- Read outside the incremental branch below, so that dbt sees them when it parses the project. -#}
 {%- set read_loads = source('build_state', 'int_identifier_calls_summarized__loads') -%}
 {%- set staged_events = ref('stg_segment__events') -%}
+{#- A JSON-typed null, for the calls without a trait (Postgres cannot union an untyped null with jsonb). -#}
+{%- set json_null = segment_accounts.parse_json('cast(null as ' ~ dbt.type_string() ~ ')') -%}
+{#- A call's columns as this table keeps them (besides its key and bound). -#}
+{%- set call_columns = [
+    'identifier_role', 'identifier', 'event_id', 'connection_id', 'message_id', 'message_type', 'occurred_at',
+    'received_at', 'user_id', 'anonymous_id', 'previous_id', 'trait_name', 'trait_value', 'email', '_dlt_load_id',
+] -%}
 {{ config(
     incremental_strategy='delete+insert',
     unique_key='identifier_call_id',
@@ -245,7 +252,7 @@ calls as (
         null as anonymous_id,
         null as previous_id,
         null as trait_name,
-        null as trait_value,
+        {{ json_null }} as trait_value,
         null as email,
         null as key_detail,
         _dlt_load_id,
@@ -268,7 +275,7 @@ calls as (
         anonymous_id,
         null as previous_id,
         null as trait_name,
-        null as trait_value,
+        {{ json_null }} as trait_value,
         null as email,
         null as key_detail,
         _dlt_load_id,
@@ -291,7 +298,7 @@ calls as (
         null as anonymous_id,
         previous_id,
         null as trait_name,
-        null as trait_value,
+        {{ json_null }} as trait_value,
         null as email,
         null as key_detail,
         _dlt_load_id,
@@ -343,7 +350,7 @@ calls as (
         case when scoped_events.user_id is null then scoped_events.anonymous_id end as anonymous_id,
         null as previous_id,
         null as trait_name,
-        null as trait_value,
+        {{ json_null }} as trait_value,
         scoped_emails.email,
         -- the connections' settings decide which emails may name an account: one key per connection
         scoped_events.connection_id as key_detail,
@@ -378,7 +385,9 @@ keyed_calls as (
         calls.trait_name,
         calls.trait_value,
         calls.email,
-        calls._dlt_load_id,
+        -- text on every target: on Postgres staging's is varchar, and an incremental run's schema check would meet
+        -- varchar against the text its union with the stored rows gives
+        {{ dbt.cast('calls._dlt_load_id', dbt.type_string()) }} as _dlt_load_id,
         calls.is_new
     from calls
 
@@ -405,93 +414,39 @@ kept_keys as (
 candidate_calls as (
 
     {% if is_incremental_run() -%}
+        -- a kept key's new calls and stored rows; a replaced key's calls from every one of its events (the new
+        -- loads' and recomputed_events')
         select
             keyed_calls.identifier_key,
-            keyed_calls.identifier_role,
-            keyed_calls.identifier,
-            keyed_calls.event_id,
-            keyed_calls.connection_id,
-            keyed_calls.message_id,
-            keyed_calls.message_type,
-            keyed_calls.occurred_at,
-            keyed_calls.received_at,
-            keyed_calls.user_id,
-            keyed_calls.anonymous_id,
-            keyed_calls.previous_id,
-            keyed_calls.trait_name,
-            keyed_calls.trait_value,
-            keyed_calls.email,
-            keyed_calls._dlt_load_id
+            {%- for column in call_columns %}
+            keyed_calls.{{ column }}{{ ',' if not loop.last }}
+            {%- endfor %}
         from keyed_calls
-        inner join kept_keys
-            on keyed_calls.identifier_key = kept_keys.identifier_key
-        where keyed_calls.is_new
+        where
+            (
+                keyed_calls.is_new
+                and exists (
+                    select 1 from kept_keys
+                    where kept_keys.identifier_key = keyed_calls.identifier_key
+                )
+            )
+            or exists (
+                select 1 from replaced_keys
+                where replaced_keys.identifier_key = keyed_calls.identifier_key
+            )
 
         union all
 
         select
             built_calls.identifier_key,
-            built_calls.identifier_role,
-            built_calls.identifier,
-            built_calls.event_id,
-            built_calls.connection_id,
-            built_calls.message_id,
-            built_calls.message_type,
-            built_calls.occurred_at,
-            built_calls.received_at,
-            built_calls.user_id,
-            built_calls.anonymous_id,
-            built_calls.previous_id,
-            built_calls.trait_name,
-            built_calls.trait_value,
-            built_calls.email,
-            built_calls._dlt_load_id
+            {%- for column in call_columns %}
+            built_calls.{{ column }}{{ ',' if not loop.last }}
+            {%- endfor %}
         from built_calls
         inner join kept_keys
             on built_calls.identifier_key = kept_keys.identifier_key
-
-        union all
-
-        -- a replaced key, from every one of its events: the new loads' and the others' (recomputed_events)
-        select
-            keyed_calls.identifier_key,
-            keyed_calls.identifier_role,
-            keyed_calls.identifier,
-            keyed_calls.event_id,
-            keyed_calls.connection_id,
-            keyed_calls.message_id,
-            keyed_calls.message_type,
-            keyed_calls.occurred_at,
-            keyed_calls.received_at,
-            keyed_calls.user_id,
-            keyed_calls.anonymous_id,
-            keyed_calls.previous_id,
-            keyed_calls.trait_name,
-            keyed_calls.trait_value,
-            keyed_calls.email,
-            keyed_calls._dlt_load_id
-        from keyed_calls
-        inner join replaced_keys
-            on keyed_calls.identifier_key = replaced_keys.identifier_key
     {%- else -%}
-        select
-            keyed_calls.identifier_key,
-            keyed_calls.identifier_role,
-            keyed_calls.identifier,
-            keyed_calls.event_id,
-            keyed_calls.connection_id,
-            keyed_calls.message_id,
-            keyed_calls.message_type,
-            keyed_calls.occurred_at,
-            keyed_calls.received_at,
-            keyed_calls.user_id,
-            keyed_calls.anonymous_id,
-            keyed_calls.previous_id,
-            keyed_calls.trait_name,
-            keyed_calls.trait_value,
-            keyed_calls.email,
-            keyed_calls._dlt_load_id
-        from keyed_calls
+        select * from keyed_calls
     {%- endif %}
 
 ),
@@ -500,14 +455,7 @@ bounding_calls as (
 
     {#- each key's earliest and latest call (occurred_at, then received_at, then messageId; the event breaks ties) #}
     {{ segment_accounts.first_and_last_rows(
-        'candidate_calls',
-        'identifier_key',
-        ['occurred_at', 'received_at', 'message_id', 'event_id'],
-        [
-            'identifier_role', 'identifier', 'event_id', 'connection_id', 'message_id', 'message_type',
-            'occurred_at', 'received_at', 'user_id', 'anonymous_id', 'previous_id', 'trait_name', 'trait_value',
-            'email', '_dlt_load_id',
-        ],
+        'candidate_calls', 'identifier_key', ['occurred_at', 'received_at', 'message_id', 'event_id'], call_columns,
     ) }}
 
 ),
@@ -535,46 +483,20 @@ vanished_calls as (
 final as (
 
     select
-        {{ dbt.hash(dbt.concat(['bound', "'|'", 'identifier_key'])) }} as identifier_call_id,
-        identifier_key,
-        bound,
-        identifier_role,
-        identifier,
-        event_id,
-        connection_id,
-        message_id,
-        message_type,
-        occurred_at,
-        received_at,
-        user_id,
-        anonymous_id,
-        previous_id,
-        trait_name,
-        trait_value,
-        email,
-        _dlt_load_id
+        bounding_calls.*,
+        {{ dbt.hash(dbt.concat(['bounding_calls.bound', "'|'", 'bounding_calls.identifier_key'])) }}
+            as identifier_call_id
     from bounding_calls
     {% if is_incremental_run() -%}
         union all
         select
-            {{ dbt.hash(dbt.concat(['bound', "'|'", 'identifier_key'])) }} as identifier_call_id,
-            identifier_key,
-            bound,
-            null as identifier_role,
-            null as identifier,
-            null as event_id,
-            null as connection_id,
-            null as message_id,
-            null as message_type,
-            null as occurred_at,
-            null as received_at,
-            null as user_id,
-            null as anonymous_id,
-            null as previous_id,
-            null as trait_name,
-            null as trait_value,
-            null as email,
-            null as _dlt_load_id
+            vanished_calls.bound,
+            vanished_calls.identifier_key,
+            {%- for column in call_columns %}
+            null as {{ column }},
+            {%- endfor %}
+            {{ dbt.hash(dbt.concat(['vanished_calls.bound', "'|'", 'vanished_calls.identifier_key'])) }}
+                as identifier_call_id
         from vanished_calls
     {%- endif %}
 
