@@ -55,6 +55,11 @@
     One row per top-level key, for `cross join {{ json_each(...) }} as alias`: a lateral generator over the
     object parsed as a map, columns `key` and `value` (value as a VARIANT; json_object_agg prints it).
 -#}
+{#- json_each's values are VARIANTs here, where other JSON is text. -#}
+{% macro spark__json_null() -%}
+    cast(null as variant)
+{%- endmacro %}
+
 {% macro spark__json_each(json) -%}
     lateral explode(from_json({{ json }}, 'map<string, variant>'))
 {%- endmacro %}

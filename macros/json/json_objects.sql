@@ -78,3 +78,12 @@
 {% macro postgres__json_is_object(json) -%}
     (jsonb_typeof(({{ json }})::jsonb) = 'object')
 {%- endmacro %}
+
+{#- A null of the type json_each's values have (Postgres cannot union an untyped null with jsonb). -#}
+{% macro json_null() -%}
+    {{ return(adapter.dispatch('json_null', 'segment_accounts')()) }}
+{%- endmacro %}
+
+{% macro default__json_null() -%}
+    {{ segment_accounts.parse_json('cast(null as ' ~ dbt.type_string() ~ ')') }}
+{%- endmacro %}

@@ -25,8 +25,6 @@
 {#- Read outside the incremental branch below, so that dbt sees them when it parses the project. -#}
 {%- set read_loads = source('build_state', 'int_identifier_calls_summarized__loads') -%}
 {%- set staged_events = ref('stg_segment__events') -%}
-{#- A JSON-typed null, for the calls without a trait (Postgres cannot union an untyped null with jsonb). -#}
-{%- set json_null = segment_accounts.parse_json('cast(null as ' ~ dbt.type_string() ~ ')') -%}
 {#- A call's columns as this table keeps them (besides its key and bound). -#}
 {%- set call_columns = [
     'identifier_role', 'identifier', 'event_id', 'connection_id', 'message_id', 'message_type', 'occurred_at',
@@ -252,7 +250,7 @@ calls as (
         null as anonymous_id,
         null as previous_id,
         null as trait_name,
-        {{ json_null }} as trait_value,
+        {{ segment_accounts.json_null() }} as trait_value,
         null as email,
         null as key_detail,
         _dlt_load_id,
@@ -275,7 +273,7 @@ calls as (
         anonymous_id,
         null as previous_id,
         null as trait_name,
-        {{ json_null }} as trait_value,
+        {{ segment_accounts.json_null() }} as trait_value,
         null as email,
         null as key_detail,
         _dlt_load_id,
@@ -298,7 +296,7 @@ calls as (
         null as anonymous_id,
         previous_id,
         null as trait_name,
-        {{ json_null }} as trait_value,
+        {{ segment_accounts.json_null() }} as trait_value,
         null as email,
         null as key_detail,
         _dlt_load_id,
@@ -350,7 +348,7 @@ calls as (
         case when scoped_events.user_id is null then scoped_events.anonymous_id end as anonymous_id,
         null as previous_id,
         null as trait_name,
-        {{ json_null }} as trait_value,
+        {{ segment_accounts.json_null() }} as trait_value,
         scoped_emails.email,
         -- the connections' settings decide which emails may name an account: one key per connection
         scoped_events.connection_id as key_detail,
