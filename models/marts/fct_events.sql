@@ -132,9 +132,7 @@ moved_event_ids as (
     inner join changed_identifiers
         on
             coalesce(built_events.user_id, built_events.anonymous_id) = changed_identifiers.identifier
-            and case
-                when built_events.user_id is not null then 'user_id' else 'anonymous_id'
-            end = changed_identifiers.identifier_type
+            and changed_identifiers.identifier_type = {{ segment_accounts.call_identifier_type('built_events.user_id') }}
 
 ),
 

@@ -30,7 +30,7 @@ latest_emails as (
         occurred_at,
         received_at,
         message_id,
-        case when user_id is not null then 'user_id' else 'anonymous_id' end as identifier_type
+        {{ segment_accounts.call_identifier_type('user_id') }} as identifier_type
     from identifier_calls
     where
         identifier_role = 'email'

@@ -130,9 +130,7 @@ moved_events as (
     inner join changed_identifiers
         on
             coalesce(built_events.user_id, built_events.anonymous_id) = changed_identifiers.identifier
-            and case
-                when built_events.user_id is not null then 'user_id' else 'anonymous_id'
-            end = changed_identifiers.identifier_type
+            and changed_identifiers.identifier_type = {{ segment_accounts.call_identifier_type('built_events.user_id') }}
     where not exists (
         select 1 from new_events
         where new_events.event_id = built_events.event_id
@@ -168,9 +166,7 @@ final as (
     left join contact_identifiers
         on
             coalesce(scoped.user_id, scoped.anonymous_id) = contact_identifiers.identifier
-            and case
-                when scoped.user_id is not null then 'user_id' else 'anonymous_id'
-            end = contact_identifiers.identifier_type
+            and {{ segment_accounts.call_identifier_type('scoped.user_id') }} = contact_identifiers.identifier_type
 
 )
 
