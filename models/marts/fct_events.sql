@@ -132,7 +132,8 @@ moved_event_ids as (
     inner join changed_identifiers
         on
             coalesce(built_events.user_id, built_events.anonymous_id) = changed_identifiers.identifier
-            and changed_identifiers.identifier_type = {{ segment_accounts.call_identifier_type('built_events.user_id') }}
+            and changed_identifiers.identifier_type
+            = {{ segment_accounts.call_identifier_type('built_events.user_id') }}
 
 ),
 

@@ -130,7 +130,8 @@ moved_events as (
     inner join changed_identifiers
         on
             coalesce(built_events.user_id, built_events.anonymous_id) = changed_identifiers.identifier
-            and changed_identifiers.identifier_type = {{ segment_accounts.call_identifier_type('built_events.user_id') }}
+            and changed_identifiers.identifier_type
+            = {{ segment_accounts.call_identifier_type('built_events.user_id') }}
     where not exists (
         select 1 from new_events
         where new_events.event_id = built_events.event_id
