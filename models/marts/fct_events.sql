@@ -137,6 +137,15 @@ moved_event_ids as (
 
 ),
 
+{%- set new_loads_sql -%}
+    select distinct _dlt_load_id
+    from {{ ref('stg_segment__events') }}
+    where _dlt_load_id not in (
+        select built._dlt_load_id from {{ this }} as built
+        where built._dlt_load_id is not null
+    )
+{%- endset %}
+
 {% endif %}
 
 scoped as (
@@ -161,6 +170,29 @@ scoped as (
 
 ),
 
+scoped_events_identified as (
+
+    {% if is_incremental_run() -%}
+        -- the scoped events' contacts and ids: a new load's events by their load, a moved event by its id.
+        -- Joined whole, the table would be read (and hashed) in full to keep 1% of it
+        select events_identified.*
+        from events_identified
+        where {{ segment_accounts.in_loads_not_read('events_identified._dlt_load_id', new_loads_sql, 'new_loads') }}
+
+        union all
+
+        select events_identified.*
+        from events_identified
+        inner join moved_event_ids
+            on events_identified.event_id = moved_event_ids.event_id
+        where
+            not ({{ segment_accounts.in_loads_not_read('events_identified._dlt_load_id', new_loads_sql, 'new_loads') }})
+    {%- else -%}
+        select * from events_identified
+    {%- endif %}
+
+),
+
 final as (
 
     select
@@ -172,15 +204,15 @@ final as (
         scoped.message_type,
         {{ dbt.cast('scoped.event_type', dbt.type_string()) }} as event_type,
         scoped.event_name,
-        events_identified.contact_id,
+        scoped_events_identified.contact_id,
         coalesce(
             {{ segment_accounts.clean_identifier('scoped.context_group_id') }},
             {{ segment_accounts.clean_identifier('scoped.group_id') }},
             contact_accounts.account_id
         ) as account_id,
-        events_identified.user_id,
-        events_identified.anonymous_id,
-        events_identified.previous_id,
+        scoped_events_identified.user_id,
+        scoped_events_identified.anonymous_id,
+        scoped_events_identified.previous_id,
         scoped.occurred_at,
         scoped.received_at,
         scoped.properties,
@@ -190,10 +222,10 @@ final as (
     from scoped
     left join connections
         on scoped.connection_id = connections.connection_id
-    left join events_identified
-        on scoped.event_id = events_identified.event_id
+    left join scoped_events_identified
+        on scoped.event_id = scoped_events_identified.event_id
     left join contact_accounts
-        on events_identified.contact_id = contact_accounts.contact_id
+        on scoped_events_identified.contact_id = contact_accounts.contact_id
 
 )
 

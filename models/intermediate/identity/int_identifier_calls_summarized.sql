@@ -57,8 +57,9 @@ identifiers as {{ segment_accounts.inlined_cte() }} (
 {% if is_incremental_run() %}
 {{- segment_accounts.require_built_columns(['identifier_key', 'event_id', 'trait_value', 'email', '_dlt_load_id']) }}
 
-built_calls as (
+built_calls as {{ segment_accounts.inlined_cte() }} (
 
+    -- read where used: each use takes a few columns, or the rows of a few keys
     select * from {{ this }}
 
 ),
@@ -164,8 +165,7 @@ scoped_payloads as (
             events.traits_email,
             events.context_traits_email
         from {{ staged_events }} as events
-        inner join recomputed_events
-            on events.event_id = recomputed_events.event_id
+        where events.event_id in (select recomputed_events.event_id from recomputed_events)
     {%- else -%}
         select
             events.event_id,
