@@ -22,3 +22,22 @@
         {{ column }} in (select {{ loads_cte }}._dlt_load_id from {{ loads_cte }})
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+    The query listing the loads in `staged` (staging's events) that `read` (the model itself, or its build state
+    of loads read) has not: each side's distinct load ids first, then an anti-join. Both sides hold every event,
+    and `not in` over them compared row by row: 0.5-1 s a run at 5M events, where this takes 0.02 s.
+-#}
+{% macro loads_not_read(staged, read) -%}
+    select staged_loads._dlt_load_id
+    from (
+        select distinct staged_events._dlt_load_id
+        from {{ staged }} as staged_events
+        where staged_events._dlt_load_id is not null
+    ) as staged_loads
+    where not exists (
+        select 1
+        from (select distinct read_rows._dlt_load_id from {{ read }} as read_rows) as read_loads
+        where read_loads._dlt_load_id = staged_loads._dlt_load_id
+    )
+{%- endmacro %}

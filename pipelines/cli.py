@@ -180,9 +180,10 @@ def ingest(files: tuple[Path, ...], connection_name: str) -> None:
     except ConnectionConfigError as error:
         raise click.ClickException(str(error)) from None
     total = sum(f.stat().st_size for f in files)
+    label = f"ingesting {len(files)} file{'s' if len(files) != 1 else ''} ({total / 1e6:.1f} MB) into the spool"
     with (
         SpoolWriter(current.spool) as writer,
-        click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar,
+        click.progressbar(length=total, label=f"{label} for connection {connection.name}", file=sys.stderr) as bar,
     ):
         summary = run_ingest(list(files), connection.connection_id, writer, on_progress=bar.update)
     click.echo(summary.line())

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -29,6 +29,9 @@ from pipelines.jobs import EXIT_OK, run_job
 from pipelines.sample_data import TrafficGenerator, quarantined_examples
 from pipelines.settings import MARTS_SCHEMA, Paths, raw_schema
 from pipelines.transform import read_build_report
+
+if TYPE_CHECKING:
+    import duckdb
 
 DEMO_CONNECTION = "demo-web"
 WEBHOOK_ARRAY_SIZE = 20
@@ -159,8 +162,18 @@ def show_results(warehouse: Path) -> None:
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        raw = con.execute(f'select count(*) from "{raw_schema()}".raw_events').fetchone()
-        click.echo(f"\nraw events landed: {raw[0] if raw else 0}")
+        raw_events = _count(con, f'"{raw_schema()}".raw_events') or 0
+        rejected = _count(con, f'"{raw_schema()}".rejected_events')
+        # the run's "records loaded" counts both tables, and fct_events one row per (connection, messageId)
+        click.echo(
+            f"\nraw events landed: {raw_events}, and {rejected or 0} quarantined in rejected_events with a reason"
+        )
+        distinct_events = _count(con, f'"{MARTS_SCHEMA}".fct_events')
+        if distinct_events is not None and raw_events:
+            click.echo(
+                f"fct_events holds {distinct_events} of them: {raw_events - distinct_events} were retried deliveries"
+                " of a messageId already received, kept once (the first received)"
+            )
         marts = [
             row[0]
             for row in con.execute(
@@ -198,6 +211,17 @@ def show_results(warehouse: Path) -> None:
             )
     finally:
         con.close()
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
+    """Rows in ``table``, or None when it does not exist (a build that failed before creating it)."""
+    import duckdb
+
+    try:
+        row = con.execute(f"select count(*) from {table}").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row else 0
 
 
 class NotADemoFolder(RuntimeError):

@@ -69,6 +69,21 @@ def test_demo_fills_every_mart_and_prints_its_row_count(demo: tuple[Paths, str])
     assert rejected >= 3
 
 
+def test_demo_explains_its_counts(demo: tuple[Paths, str]) -> None:
+    """The run's "records loaded", the raw events and fct_events' rows differ: the demo says by what, so a
+    newcomer is not left wondering where ten events went."""
+    paths, output = demo
+    raw, quarantined, events = _query(
+        paths,
+        "select (select count(*) from segment_raw.raw_events), (select count(*) from segment_raw.rejected_events),"
+        f" (select count(*) from {MARTS_SCHEMA}.fct_events)",
+    )[0]
+    assert f"run ok: {raw + quarantined} records loaded" in output
+    assert f"raw events landed: {raw}, and {quarantined} quarantined in rejected_events" in output
+    assert f"fct_events holds {events} of them: {raw - events} were retried deliveries" in output
+    assert raw > events, "the demo sends retries, which fct_events keeps once"
+
+
 def test_demo_consolidates_domain_accounts(demo: tuple[Paths, str], tmp_path: Path) -> None:
     """The same demo built without consolidation has domain accounts that the default build merged."""
     paths, output = demo

@@ -119,3 +119,25 @@ def _blocks(database: Path) -> tuple[int, int]:
             "select used_blocks, free_blocks from pragma_database_size() where database_name = current_database()"
         ).fetchone()
     return used, free
+
+
+def test_publishing_by_difference_adds_replaces_and_removes_rows() -> None:
+    """The difference covers each way a keyed mart's rows change between builds: a new key, a changed row, a key
+    the build no longer has; an unchanged row is left where it is."""
+    from pipelines.publish import _apply_difference
+
+    with duckdb.connect() as con:
+        con.execute("create schema build_side")
+        con.execute("create table build_side.marts (event_id text, contact_id text, properties json)")
+        con.execute(
+            "insert into build_side.marts values ('kept', 'k1', '{\"a\": 1}'), ('changed', 'k2', '{\"b\": 2}'),"
+            " ('new', 'k3', null)"
+        )
+        con.execute("create table published (event_id text, contact_id text, properties json)")
+        con.execute(
+            "insert into published values ('kept', 'k1', '{\"a\": 1}'), ('changed', 'k1', '{\"b\": 2}'),"
+            " ('gone', 'k9', '[]')"
+        )
+        _apply_difference(con, "main.published", "build_side.marts", "event_id")
+        rows = con.execute("select event_id, contact_id, properties::text from published order by event_id").fetchall()
+        assert rows == [("changed", "k2", '{"b": 2}'), ("kept", "k1", '{"a": 1}'), ("new", "k3", None)]

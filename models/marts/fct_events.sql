@@ -58,6 +58,11 @@ contact_accounts as (
 
 {% if is_incremental_run() %}
 {{- segment_accounts.require_built_columns(['_dlt_load_id']) }}
+{%- set new_loads_sql = segment_accounts.loads_not_read(ref('stg_segment__events'), this) %}
+{#- the new loads' ids, read once: the filter below takes them as literals -#}
+{%- set in_new_loads = segment_accounts.in_loads_not_read(
+    'events_identified._dlt_load_id', new_loads_sql, 'new_loads',
+) %}
 
 contact_identifiers as (
 
@@ -108,20 +113,10 @@ changed_identifiers as (
 
 ),
 
-built_loads as (
-
-    select distinct _dlt_load_id
-    from built_events
-    where _dlt_load_id is not null
-
-),
-
 new_loads as (
 
     -- the loads this table has not read; staging's rows are read by load, not probed by event
-    select distinct _dlt_load_id
-    from events
-    where _dlt_load_id not in (select built_loads._dlt_load_id from built_loads)
+    {{ new_loads_sql }}
 
 ),
 
@@ -136,15 +131,6 @@ moved_event_ids as (
             = {{ segment_accounts.call_identifier_type('built_events.user_id') }}
 
 ),
-
-{%- set new_loads_sql -%}
-    select distinct _dlt_load_id
-    from {{ ref('stg_segment__events') }}
-    where _dlt_load_id not in (
-        select built._dlt_load_id from {{ this }} as built
-        where built._dlt_load_id is not null
-    )
-{%- endset %}
 
 {% endif %}
 
@@ -177,7 +163,7 @@ scoped_events_identified as (
         -- Joined whole, the table would be read (and hashed) in full to keep 1% of it
         select events_identified.*
         from events_identified
-        where {{ segment_accounts.in_loads_not_read('events_identified._dlt_load_id', new_loads_sql, 'new_loads') }}
+        where {{ in_new_loads }}
 
         union all
 
@@ -185,8 +171,7 @@ scoped_events_identified as (
         from events_identified
         inner join moved_event_ids
             on events_identified.event_id = moved_event_ids.event_id
-        where
-            not ({{ segment_accounts.in_loads_not_read('events_identified._dlt_load_id', new_loads_sql, 'new_loads') }})
+        where not ({{ in_new_loads }})
     {%- else -%}
         select * from events_identified
     {%- endif %}

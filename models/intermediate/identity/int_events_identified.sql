@@ -60,14 +60,7 @@ built_contact_identifiers as (
     that replaced an event in staging came with its load, so it is read again too. From staging's column, not
     the view: the view would clean every event's ids first.
 -#}
-{%- set new_loads_sql -%}
-    select distinct _dlt_load_id
-    from {{ staged_events }}
-    where _dlt_load_id not in (
-        select built._dlt_load_id from {{ this }} as built
-        where built._dlt_load_id is not null
-    )
-{%- endset %}
+{%- set new_loads_sql = segment_accounts.loads_not_read(staged_events, this) %}
 
 new_loads as (
 

@@ -65,11 +65,7 @@ built_calls as {{ segment_accounts.inlined_cte() }} (
 ),
 
 {#- from staging's column, not the view: the view would clean every event's ids first -#}
-{%- set new_loads_sql -%}
-    select distinct _dlt_load_id
-    from {{ staged_events }}
-    where _dlt_load_id not in (select read._dlt_load_id from {{ read_loads }} as read)
-{%- endset %}
+{%- set new_loads_sql = segment_accounts.loads_not_read(staged_events, read_loads) %}
 
 new_loads as (
 
