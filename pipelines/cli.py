@@ -279,6 +279,7 @@ def docs(serve_site: bool, port: int) -> None:
             site = build_docs(paths())
         click.echo(f"docs site: {site.index}")
         click.echo(f"one file, opens without a server: {site.static_index}")
+        click.echo(f"example queries that run on analytics.duckdb as they are: {site.analytics_queries}/")
         if not serve_site:
             return
         server = docs_server(site, port)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -35,6 +36,15 @@ class DocsSite:
     def static_index(self) -> Path:
         """The same site in one file (manifest and catalog inside): opens from disk, can be mailed."""
         return self.folder / "static_index.html"
+
+    @property
+    def analytics_queries(self) -> Path:
+        """The example queries (analyses/) that read only marts, written to run on analytics.duckdb."""
+        return self.folder / ANALYTICS_QUERIES
+
+
+ANALYTICS_QUERIES = "analytics_queries"
+MARTS_FOLDER = "marts"
 
 
 def docs_folder(paths: Paths) -> Path:
@@ -63,7 +73,46 @@ def build_docs(paths: Paths) -> DocsSite:
     result = subprocess.run(command, env=dbt_env(paths), capture_output=True, text=True, check=False)
     if result.returncode != 0 or not site.index.exists():
         raise DocsError(f"dbt docs generate failed: {_first_error(result.stdout + result.stderr)}")
+    write_analytics_queries(site)
     return site
+
+
+def write_analytics_queries(site: DocsSite) -> list[Path]:
+    """Each analysis that reads only marts, as SQL an analyst runs on analytics.duckdb as it is.
+
+    dbt compiles analyses for the build's warehouse (``"warehouse"."analytics"."fct_events"``), which on the
+    embedded DuckDB is the jobs' own file; analytics.duckdb holds the same marts under their bare names. Each
+    mart's relation, exactly as the manifest names it, becomes that name. An analysis that also reads staging,
+    intermediate or raw tables is left out: analytics.duckdb does not have them.
+    """
+    try:
+        nodes = json.loads((site.folder / "manifest.json").read_text())["nodes"]
+    except (OSError, ValueError, KeyError) as error:
+        raise DocsError(f"cannot read the docs site's manifest: {error}") from None
+    marts = {
+        unique_id: node
+        for unique_id, node in nodes.items()
+        if node.get("resource_type") == "model" and (node.get("fqn") or [None, None])[1:2] == [MARTS_FOLDER]
+    }
+    folder = site.analytics_queries
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.sql"):
+        stale.unlink()
+    written = []
+    for node in sorted(nodes.values(), key=lambda node: node["name"]):
+        upstream = node.get("depends_on", {}).get("nodes") or []
+        sql = node.get("compiled_code")
+        if node.get("resource_type") != "analysis" or not sql or not upstream:
+            continue
+        if any(unique_id not in marts for unique_id in upstream):
+            continue
+        for unique_id in upstream:
+            mart = marts[unique_id]
+            sql = sql.replace(mart["relation_name"], '"' + (mart.get("alias") or mart["name"]) + '"')
+        target = folder / f"{node['name']}.sql"
+        target.write_text(f"-- analyses/{node['name']}.sql, for analytics.duckdb (segment-accounts docs)\n{sql}")
+        written.append(target)
+    return written
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

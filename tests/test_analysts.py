@@ -129,6 +129,33 @@ def test_analysis_compiles_and_answers_on_the_demo(
     assert rows, f"analyses/{analysis}.sql answered nothing on the demo"
 
 
+MART_ONLY_ANALYSES = {
+    "most_active_accounts_this_week",
+    "contacts_of_an_account",
+    "users_merged_last_7_days",
+    "audience_entries_and_exits",
+}
+
+
+def test_docs_writes_the_mart_only_analyses_for_analytics_duckdb(
+    demo: tuple[Paths, str], compiled_analyses: Path
+) -> None:
+    """An analyst with analytics.duckdb open runs the example queries as `docs` wrote them, and gets what the
+    compiled analysis gets on the build's warehouse; those reading tables analytics.duckdb lacks are left out."""
+    paths, _ = demo
+    env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(paths.data))
+    result = subprocess.run([CLI, "docs"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("example queries"))
+    folder = Path(line.split(": ", 1)[1].strip())
+    assert {path.stem for path in folder.glob("*.sql")} == MART_ONLY_ANALYSES
+    with duckdb.connect(str(paths.data / "analytics.duckdb"), read_only=True) as analytics:
+        for name in sorted(MART_ONLY_ANALYSES):
+            ours = sorted(analytics.execute((folder / f"{name}.sql").read_text()).fetchall(), key=repr)
+            built = sorted(_query(paths, (compiled_analyses / f"{name}.sql").read_text()), key=repr)
+            assert ours == built and ours, name
+
+
 def test_analyses_cover_the_first_questions() -> None:
     assert set(ANALYSES) >= {
         "most_active_accounts_this_week",
