@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -276,3 +277,26 @@ def test_trait_path_pattern_is_the_same_in_python_and_sql():
     sql = re.search(r"macro trait_path_pattern\(\) -%}\s*'([^']*)'", macros)
     assert sql is not None, "macro trait_path_pattern not found"
     assert sql.group(1) == TRAIT_PATH_RE
+
+
+def test_unique_tests_find_a_repeated_key(built, tmp_path):
+    """dbt's `unique` test is replaced on DuckDB (macros/test_unique.sql, hashes first): it must still fail on a
+    repeated key, naming it with its count, as dbt's own does."""
+    tmp, _ = built
+    (tmp_path / "data").mkdir()
+    shutil.copy(tmp / "data" / "warehouse.duckdb", tmp_path / "data" / "warehouse.duckdb")
+    with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb")) as con:
+        repeated = con.execute("select event_id from analytics.fct_events order by event_id limit 1").fetchone()[0]
+        con.execute(
+            "insert into analytics.fct_events select * from analytics.fct_events where event_id = ?", [repeated]
+        )
+    result = _dbt(tmp_path, "test", "--select", "unique_fct_events_event_id", "--store-failures")
+    assert result.returncode == 1, result.stdout[-3000:]
+    compiled = next((tmp_path / "target" / "compiled").rglob("unique_fct_events_event_id.sql")).read_text()
+    assert "shared_hashes" in compiled, "the DuckDB override, not dbt's default"
+    with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
+        (schema,) = con.execute(
+            "select schema_name from duckdb_tables() where table_name = 'unique_fct_events_event_id'"
+        ).fetchone()
+        stored = con.execute(f'select unique_field, n_records from "{schema}".unique_fct_events_event_id')
+        assert stored.fetchall() == [(repeated, 2)]
