@@ -180,7 +180,8 @@ def ingest(files: tuple[Path, ...], connection_name: str) -> None:
     except ConnectionConfigError as error:
         raise click.ClickException(str(error)) from None
     total = sum(f.stat().st_size for f in files)
-    label = f"ingesting {len(files)} file{'s' if len(files) != 1 else ''} ({total / 1e6:.1f} MB) into the spool"
+    size = f"{total / 1e6:.1f} MB" if total >= 100_000 else f"{total / 1e3:.1f} KB"
+    label = f"ingesting {len(files)} file{'s' if len(files) != 1 else ''} ({size}) into the spool"
     with (
         SpoolWriter(current.spool) as writer,
         click.progressbar(length=total, label=f"{label} for connection {connection.name}", file=sys.stderr) as bar,

@@ -131,8 +131,10 @@ def send_over_http(paths: Paths, events: int) -> None:
         sender = DemoSender(port, connection_id, credentials)
         started = time.perf_counter()
         traffic = demo_traffic(events, datetime.now(UTC).replace(microsecond=0))
+        sent = 0
         with click.progressbar(length=events, label="sending over HTTP", file=sys.stderr) as bar:
             for n, chunk in enumerate(_chunks(traffic, WEBHOOK_ARRAY_SIZE)):
+                sent += len(chunk)
                 if n % 10 == 0:
                     for event in chunk:  # some sources post one event per request
                         sender.webhook(event)
@@ -145,8 +147,9 @@ def send_over_http(paths: Paths, events: int) -> None:
                 bar.update(min(len(chunk), events - bar.pos))
         elapsed = time.perf_counter() - started
         click.echo(
-            f"demo: sent {events} events in {sender.requests} signed/authenticated requests "
-            f"to 127.0.0.1:{port} in {elapsed:.1f}s, every one answered 200 after fsync"
+            f"demo: sent {sent} events ({events} of product traffic, Segment's retries included, and"
+            f" {sent - events} malformed ones as a broken source sends them) in {sender.requests}"
+            f" signed/authenticated requests to 127.0.0.1:{port} in {elapsed:.1f}s, every one answered 200 after fsync"
         )
     finally:
         server.send_signal(signal.SIGTERM)  # graceful: in-flight requests finish, the spool segment is sealed

@@ -78,6 +78,8 @@ def test_demo_explains_its_counts(demo: tuple[Paths, str]) -> None:
         "select (select count(*) from segment_raw.raw_events), (select count(*) from segment_raw.rejected_events),"
         f" (select count(*) from {MARTS_SCHEMA}.fct_events)",
     )[0]
+    assert f"demo: sent {raw + quarantined} events ({raw} of product traffic" in output
+    assert f"and {quarantined} malformed ones" in output
     assert f"run ok: {raw + quarantined} records loaded" in output
     assert f"raw events landed: {raw}, and {quarantined} quarantined in rejected_events" in output
     assert f"fct_events holds {events} of them: {raw - events} were retried deliveries" in output
