@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.publish import MARTS_FOLDER
 from pipelines.settings import Paths
 from pipelines.transform import dbt_command, dbt_env, dbt_work_dir
 
@@ -44,7 +45,6 @@ class DocsSite:
 
 
 ANALYTICS_QUERIES = "analytics_queries"
-MARTS_FOLDER = "marts"
 
 
 def docs_folder(paths: Paths) -> Path:
@@ -92,7 +92,7 @@ def write_analytics_queries(site: DocsSite) -> list[Path]:
     marts = {
         unique_id: node
         for unique_id, node in nodes.items()
-        if node.get("resource_type") == "model" and (node.get("fqn") or [None, None])[1:2] == [MARTS_FOLDER]
+        if node.get("resource_type") == "model" and (node.get("fqn") or [])[1:2] == [MARTS_FOLDER]  # as publish
     }
     folder = site.analytics_queries
     folder.mkdir(parents=True, exist_ok=True)
