@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.publish import MARTS_FOLDER
+from pipelines.publish import is_published_mart
 from pipelines.settings import Paths
 from pipelines.transform import dbt_command, dbt_env, dbt_work_dir
 
@@ -89,11 +89,7 @@ def write_analytics_queries(site: DocsSite) -> list[Path]:
         nodes = json.loads((site.folder / "manifest.json").read_text())["nodes"]
     except (OSError, ValueError, KeyError) as error:
         raise DocsError(f"cannot read the docs site's manifest: {error}") from None
-    marts = {
-        unique_id: node
-        for unique_id, node in nodes.items()
-        if node.get("resource_type") == "model" and (node.get("fqn") or [])[1:2] == [MARTS_FOLDER]  # as publish
-    }
+    marts = {unique_id: node for unique_id, node in nodes.items() if is_published_mart(node)}
     folder = site.analytics_queries
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.sql"):

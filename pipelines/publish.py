@@ -64,6 +64,17 @@ def analytics_file(paths: Paths) -> Path:
     return paths.data / "analytics.duckdb"
 
 
+def is_published_mart(node: dict) -> bool:
+    """A manifest node analytics.duckdb holds: an enabled, non-ephemeral model under models/marts."""
+    fqn = node.get("fqn") or []
+    return (
+        node.get("resource_type") == "model"
+        and len(fqn) >= 3
+        and fqn[1] == MARTS_FOLDER
+        and node.get("config", {}).get("materialized") != "ephemeral"
+    )
+
+
 def marts_from_manifest(manifest_path: Path) -> list[Mart]:
     """Every enabled, non-ephemeral model under models/marts, with the relation dbt built for it."""
     try:
@@ -72,10 +83,7 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
         raise PublishError(f"cannot read dbt's manifest {manifest_path}: {error}") from None
     marts = []
     for node in manifest.get("nodes", {}).values():
-        fqn = node.get("fqn") or []
-        if node.get("resource_type") != "model" or len(fqn) < 3 or fqn[1] != MARTS_FOLDER:
-            continue
-        if node.get("config", {}).get("materialized") == "ephemeral":
+        if not is_published_mart(node):
             continue
         marts.append(
             Mart(

@@ -59,10 +59,8 @@ contact_accounts as (
 {% if is_incremental_run() %}
 {{- segment_accounts.require_built_columns(['_dlt_load_id']) }}
 {%- set new_loads_sql = segment_accounts.loads_not_read(ref('stg_segment__events'), this) %}
-{#- the new loads' ids, read once: the filter below takes them as literals -#}
-{%- set in_new_loads = segment_accounts.in_loads_not_read(
-    'events_identified._dlt_load_id', new_loads_sql, 'new_loads',
-) %}
+{#- the new loads' ids, read once for the four filters below (each reads one relation with a load id: bare) -#}
+{%- set in_new_loads = segment_accounts.in_loads_not_read('_dlt_load_id', new_loads_sql, 'new_loads') %}
 
 contact_identifiers as (
 
@@ -137,11 +135,11 @@ moved_event_ids as (
 scoped as (
 
     {% if is_incremental_run() -%}
-        -- joins, not `in` lists: a join on an empty side ends without reading the events' JSON
+        -- the new loads' events by their load ids as literals: with none, the filter is false and the events'
+        -- JSON is not read
         select events.*
         from events
-        inner join new_loads
-            on events._dlt_load_id = new_loads._dlt_load_id
+        where {{ in_new_loads }}
 
         union all
 
@@ -149,7 +147,7 @@ scoped as (
         from events
         inner join moved_event_ids
             on events.event_id = moved_event_ids.event_id
-        where events._dlt_load_id not in (select new_loads._dlt_load_id from new_loads)
+        where not ({{ in_new_loads }})
     {%- else -%}
         select * from events
     {%- endif %}

@@ -66,6 +66,8 @@ built_calls as {{ segment_accounts.inlined_cte() }} (
 
 {#- from staging's column, not the view: the view would clean every event's ids first -#}
 {%- set new_loads_sql = segment_accounts.loads_not_read(staged_events, read_loads) %}
+{#- the new loads' ids, read once for the three filters below (each reads one relation: the column is bare) -#}
+{%- set in_new_loads = segment_accounts.in_loads_not_read('_dlt_load_id', new_loads_sql, 'new_loads') %}
 
 new_loads as (
 
@@ -77,7 +79,7 @@ new_events as (
 
     select identifiers.*
     from identifiers
-    where {{ segment_accounts.in_loads_not_read('identifiers._dlt_load_id', new_loads_sql, 'new_loads') }}
+    where {{ in_new_loads }}
 
 ),
 
@@ -133,7 +135,7 @@ recomputed_events as (
                 coalesce(identifiers.user_id, identifiers.anonymous_id) = replaced_keys.identifier
                 and replaced_keys.identifier_role in ('trait', 'email')
     ) as events_of_ids
-    where not ({{ segment_accounts.in_loads_not_read('events_of_ids._dlt_load_id', new_loads_sql, 'new_loads') }})
+    where not ({{ in_new_loads }})
 
 ),
 
@@ -150,7 +152,7 @@ scoped_payloads as (
             events.traits_email,
             events.context_traits_email
         from {{ staged_events }} as events
-        where {{ segment_accounts.in_loads_not_read('events._dlt_load_id', new_loads_sql, 'new_loads') }}
+        where {{ in_new_loads }}
 
         union all
 
