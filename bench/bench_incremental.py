@@ -5,7 +5,9 @@ The goal is that cost follows new data, not history: a run with nothing new is a
 (and flat in history: compare this bench at two sizes), and (run after 1% new) - (run with nothing new) is at most
 5% of the full build, late aliases included. All four are measured in the same run, on the same data folder. For
 each run the bench also splits the time: dbt's own elapsed time (run_results.json) against everything else
-(process start-up, load, dbt's parse), and the nodes' summed time.
+(process start-up, load, dbt's parse), and the nodes' summed time; for the runs with new events, by part (load,
+dbt, publish, the rest). It also measures the same marginal on a small history of its own (FLOOR_EVENTS): the
+part of the marginal cost that does not depend on history at all, in the same run as the rest.
 
     .venv/bin/python bench/bench_incremental.py [--events 1000000]
 """
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +64,19 @@ def slowest_nodes(paths: Paths, wall: float, count: int = 8) -> str:
     )
 
 
+def run_parts(paths: Paths, wall: float) -> str:
+    """The last run's time by part, from its own log (logs/run-*.log) and dbt's run_results.json: loading,
+    dbt executing the nodes, publishing analytics.duckdb, and the rest (starting the processes, dbt's parse)."""
+    log = max(paths.data.glob("logs/run-*.log"), key=lambda path: path.stat().st_mtime).read_text()
+    load = sum(float(found) for found in re.findall(r"^loaded .* in ([0-9.]+)s", log, re.MULTILINE))
+    publish = sum(float(found) for found in re.findall(r"^published .* in ([0-9.]+)s", log, re.MULTILINE))
+    candidates = [run_results_file(paths), run_results_file(paths, clock_target_dir(paths))]
+    newest = max((path for path in candidates if path.exists()), key=lambda path: path.stat().st_mtime)
+    dbt = json.loads(newest.read_text())["elapsed_time"]
+    rest = wall - load - dbt - publish
+    return f"load {load:.1f} s + dbt executing {dbt:.1f} s + publish {publish:.1f} s + start-up and parse {rest:.1f} s"
+
+
 def write_late_aliases(path: Path, events: int, aliases: int, seed: int) -> None:
     """``events`` new events, ``aliases`` of which are late aliases joining two users of the history.
 
@@ -82,6 +98,26 @@ def write_late_aliases(path: Path, events: int, aliases: int, seed: int) -> None
                 "timestamp": "2026-12-15T00:00:00.000Z",
             }
             out.write(orjson.dumps(alias) + b"\n")
+
+
+FLOOR_EVENTS = 20_000
+"""A history small enough that a run's work on data is negligible: what its +1% run costs over a run with
+nothing new is what any run with new data pays whatever the history (dbt's nodes, loading, publishing)."""
+
+
+def fixed_cost(work: Path) -> tuple[float, float]:
+    """(run with nothing new, run after 1% new) on a small history of its own: the marginal cost's floor."""
+    work.mkdir()
+    paths = Paths(work / "data")
+    Registry(paths.data).add("bench")
+    history, fresh = work / "history.ndjson", work / "fresh.ndjson"
+    write_ndjson(history, FLOOR_EVENTS, seed=3, compress=False, engage=0.05)
+    write_ndjson(fresh, FLOOR_EVENTS // 100, seed=4, compress=False, engage=0.05)
+    timed(paths, "ingest", str(history), "--connection", "bench")
+    timed(paths, "run")
+    nothing_new = sorted(timed(paths, "run") for _ in range(3))[1]
+    timed(paths, "ingest", str(fresh), "--connection", "bench")
+    return nothing_new, timed(paths, "run")
 
 
 def main() -> None:
@@ -111,9 +147,12 @@ def main() -> None:
         timed(paths, "ingest", str(fresh), "--connection", "bench")
         one_percent = timed(paths, "run")
         one_percent_nodes = slowest_nodes(paths, one_percent)
+        one_percent_parts = run_parts(paths, one_percent)
         timed(paths, "ingest", str(aliased), "--connection", "bench")
         with_aliases = timed(paths, "run")
         with_aliases_nodes = slowest_nodes(paths, with_aliases)
+        with_aliases_parts = run_parts(paths, with_aliases)
+        floor_nothing_new, floor_one_percent = fixed_cost(work / "floor")
 
         marginal = one_percent - nothing_new
         marginal_aliases = with_aliases - nothing_new
@@ -131,6 +170,14 @@ def main() -> None:
             f"  marginal cost of that 1%:        {marginal_aliases:7.1f} s  ({marginal_aliases / full:.1%} of full;"
             " goal <= 5%)"
         )
+        floor = floor_one_percent - floor_nothing_new
+        print(
+            f"  fixed cost of a run with anything new (the same marginal on {FLOOR_EVENTS:,} events of history,"
+            f" {FLOOR_EVENTS // 100} new): {floor:.1f} s = {floor / full:.1%} of this full build"
+            f" ({floor_one_percent:.1f} s - {floor_nothing_new:.1f} s)"
+        )
+        print(f"  1% new, by part:                 {one_percent_parts}")
+        print(f"  1% new with late aliases:        {with_aliases_parts}")
         for title, nodes in (
             ("full", full_nodes),
             ("nothing new", nothing_new_nodes),
