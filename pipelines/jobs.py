@@ -243,9 +243,14 @@ def _steps(
         except Exception as error:  # duckdb's errors: one line, the traceback in the log
             log.write(traceback.format_exc())
             return failed(f"publishing analytics.duckdb: {root_cause(error)}", **values)
+        by_rows = (
+            f"; {', '.join(published.from_rewritten_rows)} by the rows the build rewrote"
+            if published.from_rewritten_rows
+            else ""
+        )
         log.line(
             f"published {published.tables} of {published.total} marts to {published.path} in {published.seconds:.1f}s"
-            f" (the {published.total} hold {published.rows} rows)"
+            f" (the {published.total} hold {published.rows} rows{by_rows})"
         )
     if not clock_only:  # built and published: a run that finds these same inputs has nothing new to build
         remember(paths, inputs)

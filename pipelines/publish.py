@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 MARTS_FOLDER = "marts"
 """The models folder whose models analysts query (dbt's "how we structure" layout: marts are the public layer)."""
 
+BUILD_STATE_SOURCE = "build_state"
+"""dbt source of the models' own bookkeeping; a mart's ``<name>__rewritten`` and ``<name>__build`` tables there
+hold the rows its last build rewrote and which builds those were (macros/published_changes.sql)."""
+
 _TMP_SUFFIX = ".tmp"
 _REPLACED_KEY = "__published_key"  # a column of publishing's own, beside a mart's columns
 
@@ -49,6 +53,8 @@ class Mart:
     description: str
     columns: dict[str, str]  # column -> description
     unique_key: str | None = None  # an incremental mart's single-column unique_key: published by difference
+    rewritten: tuple[str, str] | None = None  # (schema, table) of the rows its last build rewrote, if it keeps them
+    last_build: tuple[str, str] | None = None  # (schema, table) of its last build's and the previous one's ids
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Published:
     seconds: float
     path: Path
     total: int  # marts in the file
+    from_rewritten_rows: tuple[str, ...] = ()  # marts brought up to date by the rows their build rewrote
 
 
 def analytics_file(paths: Paths) -> Path:
@@ -81,6 +88,11 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as error:
         raise PublishError(f"cannot read dbt's manifest {manifest_path}: {error}") from None
+    build_state = {
+        source["name"]: (source["schema"], source["identifier"])
+        for source in manifest.get("sources", {}).values()
+        if source.get("source_name") == BUILD_STATE_SOURCE
+    }
     marts = []
     for node in manifest.get("nodes", {}).values():
         if not is_published_mart(node):
@@ -93,6 +105,8 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
                 description=node.get("description") or "",
                 columns={name: column.get("description") or "" for name, column in node.get("columns", {}).items()},
                 unique_key=_single_key(node.get("config", {})),
+                rewritten=build_state.get(f"{node['name']}__rewritten"),
+                last_build=build_state.get(f"{node['name']}__build"),
             )
         )
     names = [mart.name for mart in marts]
@@ -126,6 +140,11 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
     ``unique_key`` (the per-event ``fct_events``: rows whose hash differs, or that exist on one side only, are
     deleted and inserted again); otherwise written whole. A copy with more free space than used (rows deleted
     over many runs) is dropped for a fresh file, which bounds its size.
+
+    Comparing reads every row of both copies, and so grows with history. A mart that keeps the rows its last
+    build rewrote (``fct_events``: macros/published_changes.sql) is instead brought up to date with those rows
+    alone, when that build followed the very build the copy was made from: which build each mart's copy was made
+    from is written beside the file (``published_builds_file``), after it is in place.
     """
     import duckdb
 
@@ -137,6 +156,10 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
     for stale in paths.data.glob(f"{target.name}.*{_TMP_SUFFIX}*"):  # left by a run that died while publishing
         stale.unlink(missing_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}{_TMP_SUFFIX}")
+    copied_from = _read_published_builds(paths)
+    published_builds_file(paths).unlink(missing_ok=True)  # until the new file is in place, it describes no file
+    builds: dict[str, str] = {}
+    from_rewritten: list[str] = []
     written = 0
     try:
         reused = target.exists() and _copy_if_reusable(target, tmp, marts)
@@ -149,13 +172,24 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
                 source = f"build.{_quote_identifier(mart.schema)}.{_quote_identifier(mart.identifier)}"
                 if not _exists(con, "build", mart.schema, mart.identifier):
                     raise PublishError(f"mart {mart.schema}.{mart.identifier} is not in the warehouse")
+                built_by, built_after = _last_build(con, mart)
                 if reused and only is not None and mart.name not in only:
+                    if mart.name in copied_from:  # not rebuilt: the copy still holds the build it held
+                        builds[mart.name] = copied_from[mart.name]
                     continue
                 written += 1
                 if reused and mart.unique_key and _same_columns(con, mart):
-                    _apply_difference(con, table, source, _quote_identifier(mart.unique_key))
+                    key = _quote_identifier(mart.unique_key)
+                    rewritten = _rewritten_rows(con, mart)
+                    if rewritten and built_after is not None and built_after == copied_from.get(mart.name):
+                        _apply_rewritten_rows(con, table, rewritten, key)
+                        from_rewritten.append(mart.name)
+                    else:
+                        _apply_difference(con, table, source, key)
                 else:
                     con.execute(f"create or replace table {table} as select * from {source}")
+                if built_by is not None:
+                    builds[mart.name] = built_by
                 _comment(con, name, mart)
             con.execute("detach build")
             rows = sum(_count(con, f"main.{_quote_identifier(mart.name)}") for mart in marts)
@@ -165,10 +199,80 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
         _fsync(tmp)
         os.replace(tmp, target)
         _fsync(paths.data, directory=True)
+        _write_published_builds(paths, builds)
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
-    return Published(tables=written, rows=rows, seconds=time.perf_counter() - started, path=target, total=len(marts))
+    return Published(
+        tables=written,
+        rows=rows,
+        seconds=time.perf_counter() - started,
+        path=target,
+        total=len(marts),
+        from_rewritten_rows=tuple(from_rewritten),
+    )
+
+
+def published_builds_file(paths: Paths) -> Path:
+    """Which build of each mart analytics.duckdb's copy was made from (dbt invocation ids)."""
+    return paths.data / "analytics.builds.json"
+
+
+def _read_published_builds(paths: Paths) -> dict[str, str]:
+    """The record, if analytics.duckdb is still the file it describes: one opened for writing since (by hand: the
+    file is for reading) may hold anything, so then no build is vouched for."""
+    try:
+        record = json.loads(published_builds_file(paths).read_text())
+        builds, file = record["builds"], record["file"]
+        if file != _file_identity(analytics_file(paths)) or not isinstance(builds, dict):
+            return {}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+    return {name: build for name, build in builds.items() if isinstance(name, str) and isinstance(build, str)}
+
+
+def _write_published_builds(paths: Paths, builds: dict[str, str]) -> None:
+    record = published_builds_file(paths)
+    tmp = record.with_name(record.name + _TMP_SUFFIX)
+    tmp.write_text(json.dumps({"file": _file_identity(analytics_file(paths)), "builds": builds}, sort_keys=True))
+    os.replace(tmp, record)
+
+
+def _file_identity(path: Path) -> list[int]:
+    """What changes when a file is written: its size and modification time."""
+    found = path.stat()
+    return [found.st_size, found.st_mtime_ns]
+
+
+def _last_build(con: DuckDBPyConnection, mart: Mart) -> tuple[str | None, str | None]:
+    """(the build that wrote the mart, the build before it) as the mart's build state says; (None, None) when it
+    keeps none."""
+    if mart.last_build is None or not _exists(con, "build", *mart.last_build):
+        return None, None
+    schema, table = (_quote_identifier(part) for part in mart.last_build)
+    row = con.execute(f"select built_by, built_after from build.{schema}.{table}").fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _rewritten_rows(con: DuckDBPyConnection, mart: Mart) -> str | None:
+    """The relation of the rows the mart's last build rewrote, with the mart's columns; None when there is none
+    (a full build keeps none)."""
+    if mart.rewritten is None or not _exists(con, "build", *mart.rewritten):
+        return None
+    relation = "build." + ".".join(_quote_identifier(part) for part in mart.rewritten)
+    query = "select column_name from duckdb_columns() where database_name = ? and schema_name = ? and table_name = ?"
+    rewritten_columns = {row[0] for row in con.execute(query, ["build", *mart.rewritten]).fetchall()}
+    mart_columns = {row[0] for row in con.execute(query, ["build", mart.schema, mart.identifier]).fetchall()}
+    return relation if rewritten_columns == mart_columns else None
+
+
+def _apply_rewritten_rows(con: DuckDBPyConnection, table: str, rewritten: str, key: str) -> None:
+    """Replay the build's delete+insert on the copy: its rows with a rewritten key go, the rewritten rows come."""
+    columns = ", ".join(
+        _quote_identifier(row[0]) for row in con.execute(f"select column_name from (describe {table})").fetchall()
+    )
+    con.execute(f"delete from {table} where {key} in (select {key} from {rewritten})")
+    con.execute(f"insert into {table} ({columns}) select {columns} from {rewritten}")
 
 
 def _copy_if_reusable(published: Path, tmp: Path, marts: list[Mart]) -> bool:

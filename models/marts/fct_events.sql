@@ -15,10 +15,13 @@
 {#- Read outside the incremental branch below, so that dbt sees them when it parses the project. -#}
 {%- set build_state = source('build_state', 'fct_events__mapping') -%}
 {%- set contact_identifiers = ref('int_contact_identifiers_resolved') -%}
+{#- recorded_delete_insert and the hooks keep what a build rewrote, for publishing (macros/published_changes.sql) -#}
 {{ config(
-    incremental_strategy='delete+insert',
+    incremental_strategy='recorded_delete_insert',
     unique_key='event_id',
+    pre_hook="{{ segment_accounts.forget_rewritten_rows() }}",
     post_hook=[
+        "{{ segment_accounts.record_build() }}",
         "{{ segment_accounts.drop_build_state(source('build_state', 'fct_events__mapping')) }}",
         "{{ segment_accounts.create_build_state(
             source('build_state', 'fct_events__mapping'),
