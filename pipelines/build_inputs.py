@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from pipelines.atomic_file import write_json_atomically
 from pipelines.settings import PROJECT_DIR, Paths
 
 PROJECT_FILES = ("dbt_project.yml", "selectors.yml", "profiles.yml", "packages.yml", "dependencies.yml")
@@ -104,9 +105,7 @@ def remember(paths: Paths, inputs: BuildInputs) -> None:
     """After a successful build of (at least) the schedule's selection."""
     target = record_path(paths)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(inputs)) + "\n")
-    os.replace(tmp, target)
+    write_json_atomically(target, asdict(inputs))
 
 
 def nothing_new(paths: Paths, inputs: BuildInputs) -> bool:

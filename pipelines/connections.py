@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import settings
+from pipelines.atomic_file import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +454,7 @@ class Registry:
 
     def _write_public(self, connections: dict[str, Connection]) -> None:
         doc = {"version": FILE_VERSION, "connections": [c.public_dict() for c in connections.values()]}
-        _atomic_write(self._public_path, _dumps(doc), 0o600)
+        write_atomically(self._public_path, _dumps(doc), 0o600)
 
     def _write_secrets(self, secret_sets: dict[str, _SecretSet]) -> None:
         doc = {
@@ -466,7 +467,7 @@ class Registry:
                 for cid, s in secret_sets.items()
             },
         }
-        _atomic_write(self._secret_path, _dumps(doc), 0o600)
+        write_atomically(self._secret_path, _dumps(doc), 0o600)
 
     def _load(self, *, force: bool, strict: bool) -> None:
         paths = (self._public_path, self._secret_path)
@@ -607,27 +608,3 @@ def _read_json(path: Path, opened: _Seen | None) -> Any:
     if not isinstance(doc, dict):
         raise ConnectionConfigError(f"{path} is not a JSON object; fix or restore it")
     return doc
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in the same folder, created with its final mode, fsync'd, renamed over, folder fsync'd."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipelines.connections import ConnectionConfigError, _atomic_write
+from pipelines.atomic_file import write_atomically
+from pipelines.connections import ConnectionConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 ENV_VAR = "SEGMENT_ACCOUNTS_PUBLIC_URL"
@@ -64,7 +65,7 @@ def is_loopback(url: str) -> bool:
 def save(data_dir: Path, url: str) -> str:
     url = validate(url)
     data_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(data_dir / SETTING_FILE, (json.dumps({"public_url": url}) + "\n").encode(), 0o644)
+    write_atomically(data_dir / SETTING_FILE, (json.dumps({"public_url": url}) + "\n").encode(), 0o644)
     return url
 
 

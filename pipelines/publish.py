@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.atomic_file import write_json_atomically
 from pipelines.settings import Paths
 from pipelines.transform import dbt_artifact
 
@@ -232,10 +233,8 @@ def _read_published_builds(paths: Paths) -> dict[str, str]:
 
 
 def _write_published_builds(paths: Paths, builds: dict[str, str]) -> None:
-    record = published_builds_file(paths)
-    tmp = record.with_name(record.name + _TMP_SUFFIX)
-    tmp.write_text(json.dumps({"file": _file_identity(analytics_file(paths)), "builds": builds}, sort_keys=True))
-    os.replace(tmp, record)
+    record = {"file": _file_identity(analytics_file(paths)), "builds": builds}
+    write_json_atomically(published_builds_file(paths), record)
 
 
 def _file_identity(path: Path) -> list[int]:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from pipelines.atomic_file import write_json_atomically
 from pipelines.settings import Paths
 
 RUN_LOGS_KEPT = 50
@@ -90,10 +91,7 @@ def logs_dir(paths: Paths) -> Path:
 
 def write_record(paths: Paths, record: RunRecord) -> None:
     """Atomically (a reader sees the old record or the new one, never half of one)."""
-    target = record_file(paths)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=2) + "\n")
-    os.replace(tmp, target)
+    write_json_atomically(record_file(paths), asdict(record), indent=2)
 
 
 def read_record(paths: Paths) -> RunRecord | None:

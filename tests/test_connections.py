@@ -470,7 +470,7 @@ def test_cli_file_system_errors_are_one_line(data: Path, runner: CliRunner, monk
     def refuse(path: Path, data: bytes, mode: int) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("pipelines.connections._atomic_write", refuse)
+    monkeypatch.setattr("pipelines.connections.write_atomically", refuse)
     r = cli(runner, "add", "web")
     assert r.exit_code == 1
     assert (

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from pathlib import Path
 
-from pipelines.connections import _atomic_write
+from pipelines.atomic_file import write_atomically
 
 TOKEN_FILE = "admin.token"
 _PREFIX = "sha256:"
@@ -39,7 +39,7 @@ def rotate(data_dir: Path) -> str:
     """A new token (returned, to be shown once); the old one and every session made with it stop working."""
     token = secrets.token_urlsafe(32)
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    _atomic_write(token_path(data_dir), f"{_PREFIX}{_digest(token)}\n".encode(), 0o600)
+    write_atomically(token_path(data_dir), f"{_PREFIX}{_digest(token)}\n".encode(), 0o600)
     return token
 
 
