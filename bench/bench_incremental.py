@@ -46,12 +46,17 @@ def timed(paths: Paths, *args: str) -> float:
     return elapsed
 
 
-def slowest_nodes(paths: Paths, wall: float, count: int = 8) -> str:
-    """The last dbt build's slowest nodes: where a run's time goes, and so what to make incremental next."""
-    # a run with nothing new builds the clock's models only, and keeps their results apart: read the newer
+def last_run_results(paths: Paths) -> dict:
+    """The last dbt build's run_results.json: a run with nothing new builds the clock's models only, and keeps
+    their results apart, so the newer of the two."""
     candidates = [run_results_file(paths), run_results_file(paths, clock_target_dir(paths))]
     newest = max((path for path in candidates if path.exists()), key=lambda path: path.stat().st_mtime)
-    run_results = json.loads(newest.read_text())
+    return json.loads(newest.read_text())
+
+
+def slowest_nodes(paths: Paths, wall: float, count: int = 8) -> str:
+    """The last dbt build's slowest nodes: where a run's time goes, and so what to make incremental next."""
+    run_results = last_run_results(paths)
     results = run_results["results"]
     ranked = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:count]
     total = sum(r["execution_time"] for r in results)
@@ -70,9 +75,7 @@ def run_parts(paths: Paths, wall: float) -> str:
     log = max(paths.data.glob("logs/run-*.log"), key=lambda path: path.stat().st_mtime).read_text()
     load = sum(float(found) for found in re.findall(r"^loaded .* in ([0-9.]+)s", log, re.MULTILINE))
     publish = sum(float(found) for found in re.findall(r"^published .* in ([0-9.]+)s", log, re.MULTILINE))
-    candidates = [run_results_file(paths), run_results_file(paths, clock_target_dir(paths))]
-    newest = max((path for path in candidates if path.exists()), key=lambda path: path.stat().st_mtime)
-    dbt = json.loads(newest.read_text())["elapsed_time"]
+    dbt = last_run_results(paths)["elapsed_time"]
     rest = wall - load - dbt - publish
     return f"load {load:.1f} s + dbt executing {dbt:.1f} s + publish {publish:.1f} s + start-up and parse {rest:.1f} s"
 

@@ -254,24 +254,20 @@ def _last_build(con: DuckDBPyConnection, mart: Mart) -> tuple[str | None, str | 
 
 
 def _rewritten_rows(con: DuckDBPyConnection, mart: Mart) -> str | None:
-    """The relation of the rows the mart's last build rewrote, with the mart's columns; None when there is none
-    (a full build keeps none)."""
+    """The relation of the rows the mart's last build rewrote, with the mart's columns in order; None when there is
+    none (a full build keeps none)."""
     if mart.rewritten is None or not _exists(con, "build", *mart.rewritten):
         return None
-    relation = "build." + ".".join(_quote_identifier(part) for part in mart.rewritten)
-    query = "select column_name from duckdb_columns() where database_name = ? and schema_name = ? and table_name = ?"
-    rewritten_columns = {row[0] for row in con.execute(query, ["build", *mart.rewritten]).fetchall()}
-    mart_columns = {row[0] for row in con.execute(query, ["build", mart.schema, mart.identifier]).fetchall()}
-    return relation if rewritten_columns == mart_columns else None
+    if _columns(con, "build", *mart.rewritten) != _columns(con, "build", mart.schema, mart.identifier):
+        return None
+    return "build." + ".".join(_quote_identifier(part) for part in mart.rewritten)
 
 
 def _apply_rewritten_rows(con: DuckDBPyConnection, table: str, rewritten: str, key: str) -> None:
-    """Replay the build's delete+insert on the copy: its rows with a rewritten key go, the rewritten rows come."""
-    columns = ", ".join(
-        _quote_identifier(row[0]) for row in con.execute(f"select column_name from (describe {table})").fetchall()
-    )
+    """Replay the build's delete+insert on the copy (same columns in the same order): its rows with a rewritten key
+    go, the rewritten rows come."""
     con.execute(f"delete from {table} where {key} in (select {key} from {rewritten})")
-    con.execute(f"insert into {table} ({columns}) select {columns} from {rewritten}")
+    con.execute(f"insert into {table} select * from {rewritten}")
 
 
 def _copy_if_reusable(published: Path, tmp: Path, marts: list[Mart]) -> bool:
@@ -308,14 +304,17 @@ def _exists(con: DuckDBPyConnection, database: str, schema: str, table: str) -> 
 
 def _same_columns(con: DuckDBPyConnection, mart: Mart) -> bool:
     """The published table has the build's columns, names and types in order (else it is written whole)."""
+    ours = _columns(con, con.execute("select current_database()").fetchone()[0], "main", mart.name)
+    return bool(ours) and ours == _columns(con, "build", mart.schema, mart.identifier)
+
+
+def _columns(con: DuckDBPyConnection, database: str, schema: str, table: str) -> list[tuple[str, str]]:
+    """A table's (column, type) in order."""
     query = (
         "select column_name, data_type from duckdb_columns() where database_name = ? and schema_name = ?"
         " and table_name = ? order by column_index"
     )
-    published = con.execute(query, [con.execute("select current_database()").fetchone()[0], "main", mart.name])
-    ours = published.fetchall()
-    theirs = con.execute(query, ["build", mart.schema, mart.identifier]).fetchall()
-    return bool(ours) and ours == theirs
+    return con.execute(query, [database, schema, table]).fetchall()
 
 
 def _apply_difference(con: DuckDBPyConnection, table: str, source: str, key: str) -> None:
