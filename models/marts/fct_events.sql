@@ -47,7 +47,7 @@ connections as (
 
 ),
 
-events_identified as (
+events_identified as {{ segment_accounts.inlined_cte() }} (
 
     select * from {{ ref('int_events_identified') }}
 
