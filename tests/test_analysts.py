@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.demo import DEMO_CONNECTION
 from pipelines.settings import MARTS_SCHEMA, Paths
 from pipelines.transform import run_dbt, run_results_file
 from tests.conftest import CLI, RunCli
@@ -219,3 +220,26 @@ def test_docs_command_says_in_one_line_when_the_warehouse_is_busy(run_cli: RunCl
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("Error: dbt docs generate failed: IO Error: Could not set lock on file")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rejected_events_by_reason_tells_a_second_delivery_from_a_new_payload(
+    demo: tuple[Paths, str], compiled_analyses: Path, tmp_path: Path
+) -> None:
+    """The same archive ingested twice quarantines its bad line twice: two deliveries, one payload."""
+    paths, _ = demo
+    data = tmp_path / "data"
+    shutil.copytree(paths.data, data)  # a copy: the demo's own counts stay as it printed them
+    archive = tmp_path / "archive.ndjson"
+    archive.write_text('{"type": "track", "event": "Signed Up", "userId": "u-1"\n')  # cut off: not JSON
+    env = dict(os.environ, SEGMENT_ACCOUNTS_DATA=str(data))
+    env.pop("SEGMENT_ACCOUNTS_REGISTRY", None)
+    for args in (["ingest", str(archive), "--connection", DEMO_CONNECTION],) * 2 + (["load"],):
+        result = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    sql = (compiled_analyses / "rejected_events_by_reason.sql").read_text()
+    with duckdb.connect(str(Paths(data).warehouse), read_only=True) as con:
+        cursor = con.execute(sql)
+        columns = [column[0] for column in cursor.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    ours = [row for row in rows if row["reason"] == "archive.ndjson: not JSON"]
+    assert [(row["rejected_count"], row["distinct_payload_count"]) for row in ours] == [(2, 1)]
