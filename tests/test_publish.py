@@ -170,3 +170,44 @@ def test_publishing_by_difference_adds_replaces_and_removes_rows() -> None:
         _apply_difference(con, "main.published", "build_side.marts", "event_id")
         rows = con.execute("select event_id, contact_id, properties::text from published order by event_id").fetchall()
         assert rows == [("changed", "k2", '{"b": 2}'), ("kept", "k1", '{"a": 1}'), ("new", "k3", None)]
+
+
+def test_a_key_repeated_in_the_build_is_published_whole() -> None:
+    """A key the build repeats (a dimension's unique test does not run on a schedule) cannot be matched row for
+    row: the copy would keep one of the rows. The mart is then written whole, equal to the build."""
+    from pipelines.publish import _apply_difference
+
+    with duckdb.connect() as con:
+        con.execute("create schema build_side")
+        con.execute("create table build_side.dim (contact_id text, email text)")
+        con.execute("insert into build_side.dim values ('c1', 'a@x.com'), ('c1', 'b@x.com'), ('c2', 'c@x.com')")
+        con.execute("create table published (contact_id text, email text)")
+        con.execute("insert into published values ('c1', 'a@x.com'), ('c2', 'c@x.com')")
+        _apply_difference(con, "main.published", "build_side.dim", "contact_id")
+        rows = con.execute("select * from published order by all").fetchall()
+        assert rows == [("c1", "a@x.com"), ("c1", "b@x.com"), ("c2", "c@x.com")]
+
+
+def test_a_mart_is_keyed_by_the_one_column_its_unique_and_not_null_tests_name() -> None:
+    from pipelines.publish import _tested_keys
+
+    def test(name: str, model: str, column: str | None) -> dict:
+        return {"resource_type": "test", "test_metadata": {"name": name}, "attached_node": model, "column_name": column}
+
+    manifest = {
+        "nodes": {
+            "t1": test("unique", "model.p.dim_contacts", "contact_id"),
+            "t2": test("not_null", "model.p.dim_contacts", "contact_id"),
+            "t3": test("not_null", "model.p.dim_contacts", "email"),
+            # unique without not_null: a null key cannot be matched
+            "t4": test("unique", "model.p.dim_emails", "email"),
+            # two candidate keys: which one is the row's identity is not for publishing to guess
+            "t5": test("unique", "model.p.dim_pairs", "left_id"),
+            "t6": test("not_null", "model.p.dim_pairs", "left_id"),
+            "t7": test("unique", "model.p.dim_pairs", "right_id"),
+            "t8": test("not_null", "model.p.dim_pairs", "right_id"),
+            # a test over several columns names none
+            "t9": test("unique_combination_of_columns", "model.p.dim_identifiers", None),
+        }
+    }
+    assert _tested_keys(manifest) == {"model.p.dim_contacts": "contact_id"}
