@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +39,7 @@ BUILD_STATE_SOURCE = "build_state"
 hold the rows its last build rewrote and which builds those were (macros/published_changes.sql)."""
 
 _TMP_SUFFIX = ".tmp"
-_REPLACED_KEY = "__published_key"  # a column of publishing's own, beside a mart's columns
+_REPLACED_KEY = "__published_key"  # publishing's own columns beside a mart's: __published_key_0, _1, ...
 
 
 class PublishError(RuntimeError):
@@ -53,7 +53,7 @@ class Mart:
     identifier: str
     description: str
     columns: dict[str, str]  # column -> description
-    unique_key: str | None = None  # the single column that keys its rows (``mart_key``): published by difference
+    unique_key: tuple[str, ...] = ()  # the columns that key its rows (``_tested_keys``): published by difference
     rewritten: tuple[str, str] | None = None  # (schema, table) of the rows its last build rewrote, if it keeps them
     last_build: tuple[str, str] | None = None  # (schema, table) of its last build's and the previous one's ids
 
@@ -106,7 +106,7 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
                 identifier=node["alias"] or node["name"],
                 description=node.get("description") or "",
                 columns={name: column.get("description") or "" for name, column in node.get("columns", {}).items()},
-                unique_key=_single_key(node.get("config", {})) or tested_keys.get(unique_id),
+                unique_key=_single_key(node.get("config", {})) or tested_keys.get(unique_id, ()),
                 rewritten=build_state.get(f"{node['name']}__rewritten"),
                 last_build=build_state.get(f"{node['name']}__build"),
             )
@@ -118,25 +118,33 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
     return sorted(marts, key=lambda mart: mart.name)
 
 
-def _single_key(config: dict) -> str | None:
+def _single_key(config: dict) -> tuple[str, ...]:
     key = config.get("unique_key") if config.get("materialized") == "incremental" else None
-    return key if isinstance(key, str) and key else None
+    return (key,) if isinstance(key, str) and key else ()
 
 
-def _tested_keys(manifest: dict) -> dict[str, str]:
-    """Model -> the one column its ``unique`` and ``not_null`` data tests both name: its primary-key test, which
-    every model of the project has. A model with none, or with several such columns, gets no key."""
-    tests: dict[str, dict[str, set[str]]] = {}
+def _tested_keys(manifest: dict) -> dict[str, tuple[str, ...]]:
+    """Model -> the columns of its primary-key test, which every model of the project has: the one column that
+    both a ``unique`` and a ``not_null`` test name, else the columns of its one ``unique_combination_of_columns``
+    test. A model with neither, or with several candidates, gets no key."""
+    single: dict[str, dict[str, set[str]]] = {}
+    combined: dict[str, list[tuple[str, ...]]] = {}
     for node in manifest.get("nodes", {}).values():
-        name = (node.get("test_metadata") or {}).get("name")
-        column, model = node.get("column_name"), node.get("attached_node")
-        if node.get("resource_type") == "test" and name in ("unique", "not_null") and column and model:
-            tests.setdefault(model, {}).setdefault(column, set()).add(name)
-    keys = {}
-    for model, columns in tests.items():
+        metadata = node.get("test_metadata") or {}
+        name, model, column = metadata.get("name"), node.get("attached_node"), node.get("column_name")
+        if node.get("resource_type") != "test" or not model:
+            continue
+        if name in ("unique", "not_null") and column:
+            single.setdefault(model, {}).setdefault(column, set()).add(name)
+        elif name == "unique_combination_of_columns":
+            columns = (metadata.get("kwargs") or {}).get("combination_of_columns")
+            if isinstance(columns, list) and columns and all(isinstance(one, str) for one in columns):
+                combined.setdefault(model, []).append(tuple(columns))
+    keys = {model: found[0] for model, found in combined.items() if len(found) == 1}
+    for model, columns in single.items():
         keyed = [column for column, names in columns.items() if names == {"unique", "not_null"}]
         if len(keyed) == 1:
-            keys[model] = keyed[0]
+            keys[model] = (keyed[0],)
     return keys
 
 
@@ -155,9 +163,9 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
     Writing a million-row mart costs more than the rest of publishing together, and a scheduled run changes a
     small part of it. So the new file starts as a kernel copy of the published one (a fraction of a second) when
     that has every mart, and each mart is brought up to date in it: not at all when this build did not rebuild it
-    (``only``: the models it built, e.g. the clock's alone); by difference for a mart keyed by one column (an
-    incremental mart's ``unique_key``, else the column its ``unique`` and ``not_null`` tests name: rows whose hash
-    differs, or that exist on one side only, are deleted and inserted again); otherwise written whole. A build
+    (``only``: the models it built, e.g. the clock's alone); by difference for a keyed mart (an incremental mart's
+    ``unique_key``, else the columns of its primary-key test: rows whose hash differs, or that exist on one side
+    only, are deleted and inserted again); otherwise written whole. A build
     rewrites a dimension whole, but a run changes few of its rows: comparing 125k contacts cost less than half of
     writing them again (and the file's checkpoint writes only what changed). A copy with more free space than used
     (rows deleted over many runs) is dropped for a fresh file, which bounds its size.
@@ -200,7 +208,7 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
                     continue
                 written += 1
                 if reused and mart.unique_key and _same_columns(con, mart):
-                    key = _quote_identifier(mart.unique_key)
+                    key = [_quote_identifier(column) for column in mart.unique_key]
                     rewritten = _rewritten_rows(con, mart)
                     if rewritten and built_after is not None and built_after == copied_from.get(mart.name):
                         _apply_rewritten_rows(con, table, rewritten, key)
@@ -283,10 +291,11 @@ def _rewritten_rows(con: DuckDBPyConnection, mart: Mart) -> str | None:
     return "build." + ".".join(_quote_identifier(part) for part in mart.rewritten)
 
 
-def _apply_rewritten_rows(con: DuckDBPyConnection, table: str, rewritten: str, key: str) -> None:
+def _apply_rewritten_rows(con: DuckDBPyConnection, table: str, rewritten: str, key: Sequence[str]) -> None:
     """Replay the build's delete+insert on the copy (same columns in the same order): its rows with a rewritten key
     go, the rewritten rows come."""
-    con.execute(f"delete from {table} where {key} in (select {key} from {rewritten})")
+    columns = ", ".join(key)
+    con.execute(f"delete from {table} where ({columns}) in (select {columns} from {rewritten})")
     con.execute(f"insert into {table} select * from {rewritten}")
 
 
@@ -337,32 +346,39 @@ def _columns(con: DuckDBPyConnection, database: str, schema: str, table: str) ->
     return con.execute(query, [database, schema, table]).fetchall()
 
 
-def _apply_difference(con: DuckDBPyConnection, table: str, source: str, key: str) -> None:
-    """Make ``table`` equal ``source`` by rewriting only the rows that differ: keyed by ``key``, compared by a
-    hash of the whole row. A null key cannot be matched, so then the table is written whole; so it is when the
+def _apply_difference(con: DuckDBPyConnection, table: str, source: str, key: Sequence[str]) -> None:
+    """Make ``table`` equal ``source`` by rewriting only the rows that differ: keyed by the columns ``key``
+    (quoted), compared by a hash of the whole row. A null key cannot be matched, so then the table is written
+    whole; so it is when the
     result has not as many rows as the build (a key repeated in the build, which its test would have stopped,
     were it in the run).
 
     The build's table is read once: its rows that differ are kept as they are read, not fetched again by key
     afterwards (a probe by key reads every column of every row, the events' JSON included: at 5M events that
     second read cost more than the comparison itself)."""
-    nulls = con.execute(f"select count(*) from {source} where {key} is null").fetchone()
+    any_null = " or ".join(f"{column} is null" for column in key)
+    nulls = con.execute(f"select count(*) from {source} where {any_null}").fetchone()
     if nulls and nulls[0]:
         con.execute(f"create or replace table {table} as select * from {source}")
         return
+    replaced = [f"{_REPLACED_KEY}_{n}" for n in range(len(key))]
+    columns = ", ".join(key)
+    matched = " and ".join(f"built_row.{column} = published.{column}" for column in key)
     # one row per key whose row differs: the build's row (null when the build no longer has that key) and the
     # published key it replaces (null when the key is new)
     con.execute(
         f"""create or replace temp table publish_changed_rows as
-        select published.{key} as {_REPLACED_KEY}, built_row.*
+        select {", ".join(f"published.{column} as {name}" for column, name in zip(key, replaced, strict=True))},
+            built_row.*
         from {source} as built_row
-        full join (select {key}, hash(published_row) as row_hash from {table} as published_row) as published
-            on built_row.{key} = published.{key}
+        full join (select {columns}, hash(published_row) as row_hash from {table} as published_row) as published
+            on {matched}
         where published.row_hash is distinct from hash(built_row)"""
     )
-    con.execute(f"delete from {table} where {key} in (select {_REPLACED_KEY} from publish_changed_rows)")
+    con.execute(f"delete from {table} where ({columns}) in (select {', '.join(replaced)} from publish_changed_rows)")
     con.execute(
-        f"insert into {table} select * exclude ({_REPLACED_KEY}) from publish_changed_rows where {key} is not null"
+        f"insert into {table} select * exclude ({', '.join(replaced)}) from publish_changed_rows"
+        f" where {key[0]} is not null"
     )
     con.execute("drop table publish_changed_rows")
     if _count(con, table) != _count(con, source):

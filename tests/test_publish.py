@@ -167,7 +167,7 @@ def test_publishing_by_difference_adds_replaces_and_removes_rows() -> None:
             "insert into published values ('kept', 'k1', '{\"a\": 1}'), ('changed', 'k1', '{\"b\": 2}'),"
             " ('gone', 'k9', '[]')"
         )
-        _apply_difference(con, "main.published", "build_side.marts", "event_id")
+        _apply_difference(con, "main.published", "build_side.marts", ["event_id"])
         rows = con.execute("select event_id, contact_id, properties::text from published order by event_id").fetchall()
         assert rows == [("changed", "k2", '{"b": 2}'), ("kept", "k1", '{"a": 1}'), ("new", "k3", None)]
 
@@ -183,7 +183,7 @@ def test_a_key_repeated_in_the_build_is_published_whole() -> None:
         con.execute("insert into build_side.dim values ('c1', 'a@x.com'), ('c1', 'b@x.com'), ('c2', 'c@x.com')")
         con.execute("create table published (contact_id text, email text)")
         con.execute("insert into published values ('c1', 'a@x.com'), ('c2', 'c@x.com')")
-        _apply_difference(con, "main.published", "build_side.dim", "contact_id")
+        _apply_difference(con, "main.published", "build_side.dim", ["contact_id"])
         rows = con.execute("select * from published order by all").fetchall()
         assert rows == [("c1", "a@x.com"), ("c1", "b@x.com"), ("c2", "c@x.com")]
 
@@ -191,8 +191,9 @@ def test_a_key_repeated_in_the_build_is_published_whole() -> None:
 def test_a_mart_is_keyed_by_the_one_column_its_unique_and_not_null_tests_name() -> None:
     from pipelines.publish import _tested_keys
 
-    def test(name: str, model: str, column: str | None) -> dict:
-        return {"resource_type": "test", "test_metadata": {"name": name}, "attached_node": model, "column_name": column}
+    def test(name: str, model: str, column: str | None, **kwargs: object) -> dict:
+        metadata = {"name": name, "kwargs": kwargs}
+        return {"resource_type": "test", "test_metadata": metadata, "attached_node": model, "column_name": column}
 
     manifest = {
         "nodes": {
@@ -206,8 +207,29 @@ def test_a_mart_is_keyed_by_the_one_column_its_unique_and_not_null_tests_name() 
             "t6": test("not_null", "model.p.dim_pairs", "left_id"),
             "t7": test("unique", "model.p.dim_pairs", "right_id"),
             "t8": test("not_null", "model.p.dim_pairs", "right_id"),
-            # a test over several columns names none
-            "t9": test("unique_combination_of_columns", "model.p.dim_identifiers", None),
+            # a key of two columns
+            "t9": test(
+                "unique_combination_of_columns", "model.p.dim_identifiers", None, combination_of_columns=["a", "b"]
+            ),
         }
     }
-    assert _tested_keys(manifest) == {"model.p.dim_contacts": "contact_id"}
+    assert _tested_keys(manifest) == {"model.p.dim_contacts": ("contact_id",), "model.p.dim_identifiers": ("a", "b")}
+
+
+def test_publishing_by_difference_matches_rows_by_every_column_of_a_composite_key() -> None:
+    from pipelines.publish import _apply_difference
+
+    with duckdb.connect() as con:
+        con.execute("create schema build_side")
+        con.execute("create table build_side.ids (identifier text, identifier_type text, contact_id text)")
+        con.execute("insert into build_side.ids values ('x', 'user_id', 'c2'), ('x', 'anonymous_id', 'c1')")
+        con.execute("create table published (identifier text, identifier_type text, contact_id text)")
+        con.execute(
+            "insert into published values ('x', 'user_id', 'c1'), ('x', 'anonymous_id', 'c1'), ('y', 'user_id', 'c3')"
+        )
+        _apply_difference(con, "main.published", "build_side.ids", ['"identifier"', '"identifier_type"'])
+        rows = con.execute("select * from published order by all").fetchall()
+        assert rows == [("x", "anonymous_id", "c1"), ("x", "user_id", "c2")]
+        # the unchanged row was left where it was, not deleted and inserted again
+        kept = con.execute("select rowid from published where identifier_type = 'anonymous_id'").fetchall()
+        assert kept == [(1,)]
