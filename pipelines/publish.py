@@ -165,10 +165,10 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
     that has every mart, and each mart is brought up to date in it: not at all when this build did not rebuild it
     (``only``: the models it built, e.g. the clock's alone); by difference for a keyed mart (an incremental mart's
     ``unique_key``, else the columns of its primary-key test: rows whose hash differs, or that exist on one side
-    only, are deleted and inserted again); otherwise written whole. A build
-    rewrites a dimension whole, but a run changes few of its rows: comparing 125k contacts cost less than half of
-    writing them again (and the file's checkpoint writes only what changed). A copy with more free space than used
-    (rows deleted over many runs) is dropped for a fresh file, which bounds its size.
+    only, are deleted and inserted again); otherwise written whole. A build rewrites a dimension whole, but a run
+    changes few of its rows: comparing 125k contacts cost less than half of writing them again (and the file's
+    checkpoint writes only what changed). A copy with more free space than used (rows deleted over many runs) is
+    dropped for a fresh file, which bounds its size.
 
     Comparing reads every row of both copies, and so grows with history. A mart that keeps the rows its last
     build rewrote (``fct_events``: macros/published_changes.sql) is instead brought up to date with those rows
@@ -349,9 +349,8 @@ def _columns(con: DuckDBPyConnection, database: str, schema: str, table: str) ->
 def _apply_difference(con: DuckDBPyConnection, table: str, source: str, key: Sequence[str]) -> None:
     """Make ``table`` equal ``source`` by rewriting only the rows that differ: keyed by the columns ``key``
     (quoted), compared by a hash of the whole row. A null key cannot be matched, so then the table is written
-    whole; so it is when the
-    result has not as many rows as the build (a key repeated in the build, which its test would have stopped,
-    were it in the run).
+    whole; so it is when the result has not as many rows as the build (a key repeated in the build, which its test
+    would have stopped, were it in the run).
 
     The build's table is read once: its rows that differ are kept as they are read, not fetched again by key
     afterwards (a probe by key reads every column of every row, the events' JSON included: at 5M events that
