@@ -26,7 +26,7 @@ from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths, configure_tools
 
 CLI = str(Path(sys.executable).with_name("segment-accounts"))
-PUBLISHED = re.compile(r"^published \d+ of \d+ marts to .* in ([\d.]+)s \(the \d+ hold \d+ rows\)$", re.MULTILINE)
+PUBLISHED = re.compile(r"^published \d+ of \d+ marts to .* in ([\d.]+)s \(the \d+ hold \d+ rows", re.MULTILINE)
 
 
 def cli(paths: Paths, *args: str) -> float:
@@ -41,7 +41,9 @@ def cli(paths: Paths, *args: str) -> float:
 def publish_seconds(paths: Paths) -> float:
     record = read_record(paths)
     found = PUBLISHED.search(Path(record.log).read_text()) if record and record.log else None
-    return float(found[1]) if found else float("nan")
+    if not found:  # the run log's wording changed: say so rather than print a figure of nothing
+        sys.exit(f"no 'published ...' line in the last run's log ({record.log if record else 'no run record'})")
+    return float(found[1])
 
 
 def table(sizes: dict[str, int], baseline: int) -> str:
