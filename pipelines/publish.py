@@ -53,7 +53,7 @@ class Mart:
     identifier: str
     description: str
     columns: dict[str, str]  # column -> description
-    unique_key: tuple[str, ...] = ()  # the columns that key its rows (``_tested_keys``): published by difference
+    key: tuple[str, ...] = ()  # the columns of its primary-key test (``_tested_keys``): published by difference
     rewritten: tuple[str, str] | None = None  # (schema, table) of the rows its last build rewrote, if it keeps them
     last_build: tuple[str, str] | None = None  # (schema, table) of its last build's and the previous one's ids
 
@@ -106,7 +106,7 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
                 identifier=node["alias"] or node["name"],
                 description=node.get("description") or "",
                 columns={name: column.get("description") or "" for name, column in node.get("columns", {}).items()},
-                unique_key=_single_key(node.get("config", {})) or tested_keys.get(unique_id, ()),
+                key=tested_keys.get(unique_id, ()),
                 rewritten=build_state.get(f"{node['name']}__rewritten"),
                 last_build=build_state.get(f"{node['name']}__build"),
             )
@@ -116,11 +116,6 @@ def marts_from_manifest(manifest_path: Path) -> list[Mart]:
     if duplicates:
         raise PublishError(f"two marts share the name {', '.join(duplicates)}: analytics.duckdb needs one of each")
     return sorted(marts, key=lambda mart: mart.name)
-
-
-def _single_key(config: dict) -> tuple[str, ...]:
-    key = config.get("unique_key") if config.get("materialized") == "incremental" else None
-    return (key,) if isinstance(key, str) and key else ()
 
 
 def _tested_keys(manifest: dict) -> dict[str, tuple[str, ...]]:
@@ -163,12 +158,11 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
     Writing a million-row mart costs more than the rest of publishing together, and a scheduled run changes a
     small part of it. So the new file starts as a kernel copy of the published one (a fraction of a second) when
     that has every mart, and each mart is brought up to date in it: not at all when this build did not rebuild it
-    (``only``: the models it built, e.g. the clock's alone); by difference for a keyed mart (an incremental mart's
-    ``unique_key``, else the columns of its primary-key test: rows whose hash differs, or that exist on one side
-    only, are deleted and inserted again); otherwise written whole. A build rewrites a dimension whole, but a run
-    changes few of its rows: comparing 125k contacts cost less than half of writing them again (and the file's
-    checkpoint writes only what changed). A copy with more free space than used (rows deleted over many runs) is
-    dropped for a fresh file, which bounds its size.
+    (``only``: the models it built, e.g. the clock's alone); by difference for a mart keyed by its primary-key test
+    (rows whose hash differs, or that exist on one side only, are deleted and inserted again); otherwise written
+    whole. A build rewrites a dimension whole, but a run changes few of its rows: comparing 125k contacts cost
+    less than half of writing them again (and the file's checkpoint writes only what changed). A copy with more
+    free space than used (rows deleted over many runs) is dropped for a fresh file, which bounds its size.
 
     Comparing reads every row of both copies, and so grows with history. A mart that keeps the rows its last
     build rewrote (``fct_events``: macros/published_changes.sql) is instead brought up to date with those rows
@@ -207,11 +201,11 @@ def publish(paths: Paths, only: Collection[str] | None = None) -> Published:
                         builds[mart.name] = copied_from[mart.name]
                     continue
                 written += 1
-                if reused and mart.unique_key and _same_columns(con, mart):
-                    key = [_quote_identifier(column) for column in mart.unique_key]
+                if reused and mart.key and _same_columns(con, mart):
+                    key = [_quote_identifier(column) for column in mart.key]
                     rewritten = _rewritten_rows(con, mart)
                     if rewritten and built_after is not None and built_after == copied_from.get(mart.name):
-                        _apply_rewritten_rows(con, table, rewritten, key)
+                        _apply_rewritten_rows(con, table, rewritten, source, key)
                         from_rewritten.append(mart.name)
                     else:
                         _apply_difference(con, table, source, key)
@@ -291,12 +285,15 @@ def _rewritten_rows(con: DuckDBPyConnection, mart: Mart) -> str | None:
     return "build." + ".".join(_quote_identifier(part) for part in mart.rewritten)
 
 
-def _apply_rewritten_rows(con: DuckDBPyConnection, table: str, rewritten: str, key: Sequence[str]) -> None:
+def _apply_rewritten_rows(con: DuckDBPyConnection, table: str, rewritten: str, source: str, key: Sequence[str]) -> None:
     """Replay the build's delete+insert on the copy (same columns in the same order): its rows with a rewritten key
-    go, the rewritten rows come."""
+    go, the rewritten rows come. The mart's primary key is the key its delete+insert used (``fct_events``:
+    event_id); should the result not have the build's row count, the copies are compared instead."""
     columns = ", ".join(key)
     con.execute(f"delete from {table} where ({columns}) in (select {columns} from {rewritten})")
     con.execute(f"insert into {table} select * from {rewritten}")
+    if _count(con, table) != _count(con, source):
+        _apply_difference(con, table, source, key)
 
 
 def _copy_if_reusable(published: Path, tmp: Path, marts: list[Mart]) -> bool:
