@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,12 +20,12 @@ from pathlib import Path
 
 from pipelines.connections import Registry
 from pipelines.datafolder import folder_sizes, human_bytes
+from pipelines.jobs import PUBLISHED_LINE
 from pipelines.runrecord import read_record
 from pipelines.sample_data import write_ndjson
 from pipelines.settings import Paths, configure_tools
 
 CLI = str(Path(sys.executable).with_name("segment-accounts"))
-PUBLISHED = re.compile(r"^published \d+ of \d+ marts to .* in ([\d.]+)s \(the \d+ hold \d+ rows", re.MULTILINE)
 
 
 def cli(paths: Paths, *args: str) -> float:
@@ -40,7 +39,7 @@ def cli(paths: Paths, *args: str) -> float:
 
 def publish_seconds(paths: Paths) -> float:
     record = read_record(paths)
-    found = PUBLISHED.search(Path(record.log).read_text()) if record and record.log else None
+    found = PUBLISHED_LINE.search(Path(record.log).read_text()) if record and record.log else None
     if not found:  # the run log's wording changed: say so rather than print a figure of nothing
         sys.exit(f"no 'published ...' line in the last run's log ({record.log if record else 'no run record'})")
     return float(found[1])

@@ -29,6 +29,7 @@ from pathlib import Path
 import orjson
 
 from pipelines.connections import Registry
+from pipelines.jobs import PUBLISHED_LINE
 from pipelines.sample_data import TrafficGenerator, write_ndjson
 from pipelines.settings import Paths, configure_tools
 from pipelines.transform import clock_target_dir, run_results_file
@@ -74,7 +75,7 @@ def run_parts(paths: Paths, wall: float) -> str:
     dbt executing the nodes, publishing analytics.duckdb, and the rest (starting the processes, dbt's parse)."""
     log = max(paths.data.glob("logs/run-*.log"), key=lambda path: path.stat().st_mtime).read_text()
     load = sum(float(found) for found in re.findall(r"^loaded .* in ([0-9.]+)s", log, re.MULTILINE))
-    publish = sum(float(found) for found in re.findall(r"^published .* in ([0-9.]+)s", log, re.MULTILINE))
+    publish = sum(float(found) for found in PUBLISHED_LINE.findall(log))
     dbt = last_run_results(paths)["elapsed_time"]
     rest = wall - load - dbt - publish
     return f"load {load:.1f} s + dbt executing {dbt:.1f} s + publish {publish:.1f} s + start-up and parse {rest:.1f} s"

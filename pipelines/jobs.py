@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sys
 import time
 import traceback
@@ -44,6 +45,10 @@ SEEDS_LOADED_BUILD_OPTIONS = ("--selector", "scheduled_seeds_loaded")
 REFRESH_CLOCK_OPTIONS = ("--selector", "refresh_clock")
 
 ERRORS_SHOWN = 5
+
+PUBLISHED_LINE = re.compile(r"^published \d+ of \d+ marts to .* in ([\d.]+)s \(", re.MULTILINE)
+"""The run log's line for publishing (``_steps`` writes it), with its seconds: the benches read it by this
+pattern, kept beside the line so that the two change together."""
 """Failing nodes whose error a failed run prints under its line; the rest are in the run's log."""
 
 

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from pipelines.connections import Registry
+from pipelines.jobs import PUBLISHED_LINE
 from pipelines.publish import analytics_file
 from pipelines.settings import Paths
 from tests.conftest import RunCli
@@ -78,6 +79,7 @@ def test_the_published_copy_equals_the_build_after_every_kind_of_run(
     paths: Paths, run_cli: RunCli, tmp_path: Path
 ) -> None:
     _assert_equal(paths)
+    assert PUBLISHED_LINE.search(_last_run_log(paths)), "the benches read publishing's time from this line"
 
     _ingest(run_cli, tmp_path, "alias", [LATE_ALIAS])
     run_cli("run")
